@@ -37,6 +37,7 @@ def vllm_generator():
 
     generator = VLLMGenerator("embedded:smollm2-135m-instruct", EngineConfig(seed=0, max_model_len=1024, kv_cache_gb=1))
     yield generator
+    generator.close()
 
 
 @pytest.fixture()

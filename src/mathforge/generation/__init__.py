@@ -51,6 +51,9 @@ class ScriptedConfig(Section):
 
     pass_rate: float = Field(default=0.5, ge=0.0, le=1.0, description="Probability that a response is correct.")
     seed: int = Field(default=0, description="Seed of the scripted draws.")
+    latency_s: float = Field(
+        default=0.0, ge=0.0, description="Seconds each generate call sleeps, to stand in for a model's latency."
+    )
 
 
 class GenerationConfig(Section):
@@ -72,7 +75,11 @@ def make_generator(config: GenerationConfig, *, problems: Iterable[ScriptedProbl
     """Build the configured backend; `problems` tells the scripted backend what it may be asked."""
     if config.backend == "scripted":
         return ScriptedGenerator(
-            problems, pass_rate=config.scripted.pass_rate, seed=config.scripted.seed, model_id=f"scripted:{config.model}"
+            problems,
+            pass_rate=config.scripted.pass_rate,
+            seed=config.scripted.seed,
+            latency_s=config.scripted.latency_s,
+            model_id=f"scripted:{config.model}",
         )
     if config.backend == "openai":
         from mathforge.generation.openai_backend import OpenAIGenerator

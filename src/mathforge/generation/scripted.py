@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -74,6 +75,7 @@ class ScriptedGenerator:
         malformed_rate: share of wrong responses that carry no boxed answer.
         truncated_rate: share of wrong responses cut off (finish_reason 'length').
         model_id: value reported as the model.
+        latency_s: seconds each `generate` call sleeps (stands in for a model's latency).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class ScriptedGenerator:
         malformed_rate: float = 0.1,
         truncated_rate: float = 0.05,
         model_id: str = "scripted",
+        latency_s: float = 0.0,
     ) -> None:
         self.problems = list(problems)
         self._by_text = sorted(self.problems, key=lambda p: len(p.problem), reverse=True)
@@ -95,6 +98,7 @@ class ScriptedGenerator:
         self.malformed_rate = malformed_rate
         self.truncated_rate = truncated_rate
         self.model_id = model_id
+        self.latency_s = latency_s
         self.usage = TokenUsage()
 
     def rate_for(self, problem_id: str) -> float:
@@ -118,6 +122,8 @@ class ScriptedGenerator:
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[list[Completion]]:
         """Return `params.n` deterministic completions per prompt, in input order."""
+        if self.latency_s:
+            time.sleep(self.latency_s)
         results = []
         for prompt in prompts:
             text = prompt_text(prompt)

@@ -9,6 +9,7 @@ vLLM's CPU sampler ("CPU Generator does not use offset"), so
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Sequence
 
@@ -46,6 +47,10 @@ class VLLMGenerator:
     """
 
     def __init__(self, model: str, engine: EngineConfig | None = None) -> None:
+        # vLLM's ahead-of-time compile cache fails to load on CPU ("'function' object has no
+        # attribute 'finalize_loading'") and recompiles on every start; its older inductor
+        # cache loads, halving engine start-up here.
+        os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
         from vllm import LLM
 
         self.engine = engine or EngineConfig()
@@ -67,6 +72,10 @@ class VLLMGenerator:
         self.llm = LLM(**options)
         self.usage.extra["engine_start_s"] = time.perf_counter() - started
         self.tokenizer = self.llm.get_tokenizer()
+
+    def close(self) -> None:
+        """Shut the engine's worker processes down now rather than at interpreter exit."""
+        self.llm.llm_engine.engine_core.shutdown()
 
     def render(self, prompt: Prompt) -> str:
         """Return the prompt as the text the model sees (chat template applied to message lists)."""

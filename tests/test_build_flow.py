@@ -1,0 +1,105 @@
+"""The build-dataset flow end to end on the scripted backend: export, card, skip, crash resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path: Path, seeds: Path, *, latency_s: float = 0.0, name: str = "t") -> Path:
+    data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    data["run"] = {"name": name, "runs_dir": str(tmp_path / "runs")}
+    data["ingest"] = {"sources": [{"path": str(seeds)}]}
+    data["generation"] = {"backend": "scripted", "scripted": {"pass_rate": 0.5, "seed": 1, "latency_s": latency_s}}
+    data["sampling"].update({"k_uniform": 2, "n_max": 12, "max_per_round": 2})
+    data["output"]["export_dir"] = str(tmp_path / "exports" / name)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture()
+def seeds_with_bad_rows(tmp_path: Path) -> Path:
+    rows = [json.dumps({"id": f"s{i}", "problem": f"A crate holds {i + 3} boxes of {i + 4} pens. How many pens?", "answer": str((i + 3) * (i + 4))}) for i in range(8)]
+    rows.insert(2, '{"id": "bad1", "problem": ')
+    rows.insert(5, json.dumps({"id": "bad2", "answer": "4"}))
+    rows.insert(7, json.dumps({"id": "bad3", "problem": "No answer?", "answer": ""}))
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_flow_exports_a_loadable_dataset_and_skips_on_rerun(prefect_harness, tmp_path, seeds_with_bad_rows):
+    import datasets
+
+    from flows.build_dataset import build_dataset
+
+    config = write_config(tmp_path, seeds_with_bad_rows)
+    first = build_dataset(str(config))
+    assert not any(r.skipped for r in first.values())
+    export = Path(first["export"].manifest["export_path"])
+    dataset = datasets.load_from_disk(str(export))
+    assert dataset.num_rows > 0
+    row = dataset[0]
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+    assert row["messages"][1]["content"] == row["response"]
+    for column in ("sample_id", "problem_id", "model", "sampling_json", "prompt_hash", "round", "verdict", "n_trials", "pass_rate"):
+        assert row[column] is not None, column
+    assert set(dataset["verdict"]) == {"correct"}
+    card = (export / "README.md").read_text()
+    assert "quarantined_invalid_json" in card and "Difficulty" in card
+    assert first["ingest"].manifest["drop_reasons"] == {
+        "quarantined_empty_answer": 1,
+        "quarantined_invalid_json": 1,
+        "quarantined_missing_field": 1,
+    }
+    assert (export / "parquet" / "query_info.parquet").exists()
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert manifest["rows"] == dataset.num_rows and manifest["backend"] == "scripted"
+
+    second = build_dataset(str(config))
+    assert all(r.skipped for r in second.values())
+
+
+def _run_build(config: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.build_dataset", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def test_killed_build_resumes_to_the_same_dataset(tmp_path, seeds_with_bad_rows):
+    import datasets
+
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    reference = write_config(tmp_path, seeds_with_bad_rows, name="whole")
+    assert _run_build(reference, env).wait(timeout=300) == 0
+
+    config = write_config(tmp_path, seeds_with_bad_rows, latency_s=1.0, name="killed")
+    process = _run_build(config, env)
+    shards = tmp_path / "runs" / "killed" / "dart" / "_shards"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(shards.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "runs" / "killed" / "dart" / "manifest.json").exists(), "killed too late"
+    assert _run_build(config, env).wait(timeout=300) == 0
+
+    whole = datasets.load_from_disk(str(tmp_path / "exports" / "whole" / "latest"))
+    resumed = datasets.load_from_disk(str(tmp_path / "exports" / "killed" / "latest"))
+    assert resumed.num_rows == whole.num_rows
+    assert len(set(resumed["sample_id"])) == resumed.num_rows
+    assert sorted(resumed["response"]) == sorted(whole["response"])
