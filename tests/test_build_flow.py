@@ -9,21 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def write_config(tmp_path: Path, seeds: Path, *, latency_s: float = 0.0, name: str = "t") -> Path:
-    data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
-    data["run"] = {"name": name, "runs_dir": str(tmp_path / "runs")}
-    data["ingest"] = {"sources": [{"path": str(seeds)}]}
-    data["generation"] = {"backend": "scripted", "scripted": {"pass_rate": 0.5, "seed": 1, "latency_s": latency_s}}
-    data["sampling"].update({"k_uniform": 2, "n_max": 12, "max_per_round": 2})
-    data["output"]["export_dir"] = str(tmp_path / "exports" / name)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture()
@@ -37,12 +24,12 @@ def seeds_with_bad_rows(tmp_path: Path) -> Path:
     return path
 
 
-def test_flow_exports_a_loadable_dataset_and_skips_on_rerun(prefect_harness, tmp_path, seeds_with_bad_rows):
+def test_flow_exports_a_loadable_dataset_and_skips_on_rerun(prefect_harness, tmp_path, seeds_with_bad_rows, scripted_config):
     import datasets
 
     from flows.build_dataset import build_dataset
 
-    config = write_config(tmp_path, seeds_with_bad_rows)
+    config = scripted_config(seeds_with_bad_rows)
     first = build_dataset(str(config))
     assert not any(r.skipped for r in first.values())
     export = Path(first["export"].manifest["export_path"])
@@ -80,16 +67,16 @@ def _run_build(config: Path, env: dict) -> subprocess.Popen:
     )
 
 
-def test_killed_build_resumes_to_the_same_dataset(tmp_path, seeds_with_bad_rows):
+def test_killed_build_resumes_to_the_same_dataset(tmp_path, seeds_with_bad_rows, scripted_config):
     import datasets
 
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
-    reference = write_config(tmp_path, seeds_with_bad_rows, name="whole")
+    reference = scripted_config(seeds_with_bad_rows, name="whole")
     assert _run_build(reference, env).wait(timeout=300) == 0
 
-    config = write_config(tmp_path, seeds_with_bad_rows, latency_s=1.0, name="killed")
+    config = scripted_config(seeds_with_bad_rows, latency_s=1.0, name="killed")
     process = _run_build(config, env)
-    shards = tmp_path / "runs" / "killed" / "dart" / "_shards"
+    shards = tmp_path / "runs" / "killed" / "dart" / "_parts" / "part-00000" / "_shards"
     deadline = time.time() + 240
     while time.time() < deadline and len(list(shards.glob("*.json"))) < 2:
         time.sleep(0.2)

@@ -46,10 +46,16 @@ def _sections() -> dict[str, Any]:
     # Imported here, not at module top: section modules import `Section` from this module.
     from mathforge.generation import GenerationConfig
     from mathforge.ingest import IngestConfig
+    from mathforge.sandbox import SandboxConfig
+    from mathforge.scale import ScaleConfig
     from mathforge.synthesis.dart import DartConfig
+    from mathforge.synthesis.self_correction import SelfCorrectionConfig
     from mathforge.verify import VerifyConfig
 
     return {
+        "SandboxConfig": SandboxConfig,
+        "SelfCorrectionConfig": SelfCorrectionConfig,
+        "ScaleConfig": ScaleConfig,
         "GenerationConfig": GenerationConfig,
         "IngestConfig": IngestConfig,
         "DartConfig": DartConfig,
@@ -60,7 +66,10 @@ def _sections() -> dict[str, Any]:
 if TYPE_CHECKING:
     from mathforge.generation import GenerationConfig
     from mathforge.ingest import IngestConfig
+    from mathforge.sandbox import SandboxConfig
+    from mathforge.scale import ScaleConfig
     from mathforge.synthesis.dart import DartConfig
+    from mathforge.synthesis.self_correction import SelfCorrectionConfig
     from mathforge.verify import VerifyConfig
 
 
@@ -72,7 +81,14 @@ class BuildConfig(Section):
     generation: "GenerationConfig" = Field(description="Backend and model.")
     sampling: "DartConfig" = Field(description="DART rejection sampling.")
     verification: "VerifyConfig" = Field(description="Answer verification policy.")
+    self_correction: "SelfCorrectionConfig" = Field(
+        default_factory=lambda: _sections()["SelfCorrectionConfig"](), description="Self-correction / tool-integrated traces."
+    )
+    sandbox: "SandboxConfig" = Field(
+        default_factory=lambda: _sections()["SandboxConfig"](), description="Sandbox for model-written code."
+    )
     output: OutputConfig = Field(default_factory=OutputConfig, description="Export.")
+    scale: "ScaleConfig" = Field(default_factory=lambda: _sections()["ScaleConfig"](), description="Where generation-heavy stages run (local or Ray).")
 
 
 def build_config(data: dict[str, Any]) -> BuildConfig:

@@ -40,12 +40,24 @@ def to_messages(problem: str, response: str, *, prompt: str, system_prompt: str 
     return messages
 
 
-def sft_table(samples: pa.Table, *, prompt: str, system_prompt: str | None) -> pa.Table:
-    """Add `messages` to a sample table (reads problem, response, trace_json; adds messages)."""
-    rows = samples.to_pylist()
+def sft_table(
+    samples: pa.Table, *, prompt: str, system_prompt: str | None, prompt_by_strategy: Mapping[str, str] | None = None
+) -> pa.Table:
+    """Add `messages` to a sample table (reads problem, response, strategy, trace_json; adds messages).
+
+    The user turn is the prompt the row was generated with: `prompt_by_strategy`
+    maps a row's `strategy` to its prompt template, `prompt` is the default.
+    """
+    chosen = prompt_by_strategy or {}
     messages = [
-        to_messages(r["problem"], r["response"], prompt=prompt, system_prompt=system_prompt, trace_json=r.get("trace_json"))
-        for r in rows
+        to_messages(
+            r["problem"],
+            r["response"],
+            prompt=chosen.get(r["strategy"], prompt),
+            system_prompt=system_prompt,
+            trace_json=r.get("trace_json"),
+        )
+        for r in samples.to_pylist()
     ]
     table = samples.append_column("messages", pa.array(messages, type=SFT_SCHEMA.field("messages").type))
     return conform(table, SFT_SCHEMA)
@@ -149,6 +161,7 @@ def export_dataset(
     version: str,
     prompt: str,
     system_prompt: str | None,
+    prompt_by_strategy: Mapping[str, str] | None = None,
     query_info: pa.Table | None,
     manifests: Sequence[Mapping[str, Any]],
     meta: Mapping[str, Any],
@@ -170,7 +183,7 @@ def export_dataset(
     staging = export_dir / f".{version}.tmp"
     if staging.exists():
         shutil.rmtree(staging)
-    table = sft_table(samples, prompt=prompt, system_prompt=system_prompt)
+    table = sft_table(samples, prompt=prompt, system_prompt=system_prompt, prompt_by_strategy=prompt_by_strategy)
     datasets.Dataset(table).save_to_disk(str(staging))
     (staging / "parquet").mkdir()
     pq.write_table(table, staging / "parquet" / "train.parquet")

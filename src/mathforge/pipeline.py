@@ -84,10 +84,11 @@ def ingest_stage(config: BuildConfig) -> StageResult:
     return run_stage(run_dir(config), "ingest", [config.ingest, digests], [], work)
 
 
-def _generator(config: BuildConfig, problems: list[Problem], stage_dir: Path) -> CachedGenerator:
+def _generator(config: BuildConfig, problems: list[Problem]) -> CachedGenerator:
+    """The build's generator behind the run's generation cache (`<run>/cache/generations.sqlite`)."""
     scripted = [ScriptedProblem(p.problem_id, p.problem, p.answer) for p in problems]
     inner: Generator = shared_generator(config.generation, problems=scripted)
-    return CachedGenerator(inner, stage_dir.parent / "cache" / "generations.sqlite")
+    return CachedGenerator(inner, run_dir(config) / "cache" / "generations.sqlite")
 
 
 def _generation_fingerprint(config: BuildConfig, prompt_names: list[str]) -> list[object]:
@@ -96,65 +97,133 @@ def _generation_fingerprint(config: BuildConfig, prompt_names: list[str]) -> lis
     return [config.generation, prompt_text]
 
 
-def dart_stage(config: BuildConfig, problems_result: StageResult, *, name: str = "dart") -> StageResult:
-    """DART sampling over the problems of `problems_result`.
+def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict:
+    """Run DART over one slice of problems in its part directory, resuming committed rounds.
 
-    Writes `rounds` (every sample of every round: the resume state), then
-    `accepted` (correct responses; surplus flagged), `negatives` and
-    `query_info` once the loop ends.
+    Writes `rounds` shards (every sample: the resume state), then `accepted`,
+    `negatives` and `query_info`; returns the part's stats for the parent's
+    shard marker. Runs in-process or on a Ray worker (mathforge.scale).
     """
     sampling = config.sampling
-    stage_config = [sampling, config.verification, _generation_fingerprint(config, [sampling.prompt])]
+    part.open()
+    done = part.read("rounds", SAMPLE_SCHEMA)
+    rounds: dict[int, list[Sample]] = {}
+    for row in done.to_pylist():
+        rounds.setdefault(row["round"], []).append(Sample(**row))
+    rounds_done = [rounds[i] for i in sorted(rounds)]
+    if rounds_done:
+        log.info("%s: resuming after %d committed rounds", part.name, len(rounds_done))
+    generator = _generator(config, problems)
+
+    def commit(index: int, samples: list[Sample]) -> None:
+        part.write_shard(index, {"rounds": to_table(samples, SAMPLE_SCHEMA)})
+        n_correct = sum(s.verdict == "correct" for s in samples)
+        log.info("dart %s round %d: %d samples, %d correct", part.name, index, len(samples), n_correct)
+
+    with VerifierPool(config.verification) as pool:
+        result = run_dart(
+            problems,
+            generator,
+            pool.verify_many,
+            sampling,
+            prompt_fn=lambda p: prompts.chat(sampling.prompt, problem=p.problem),
+            verifier=verifier_name(config.verification),
+            rounds_done=rounds_done,
+            on_round=commit,
+        )
+    generator.close()
+    n_samples = sum(v for k, v in result.counts.items() if k.startswith(("accepted", "surplus", "rejected_")))
+    summary = StageSummary(rows_in=n_samples, rows_out=result.counts.get("accepted", 0))
+    summary.counts.update({k: v for k, v in result.counts.items() if not k.startswith("rejected_")})
+    summary.counts["rounds"] = result.n_rounds
+    summary.counts["problems"] = len(problems)
+    for key, value in generator.usage.as_dict().items():
+        summary.counts[f"usage_{key}"] = value
+    summary.drop_reasons.update({k.removeprefix("rejected_"): v for k, v in result.counts.items() if k.startswith("rejected_")})
+    if result.counts.get("surplus"):
+        summary.drop_reasons["surplus_beyond_target"] = result.counts["surplus"]
+    outputs = {
+        "accepted": to_table(result.accepted, SAMPLE_SCHEMA),
+        "negatives": to_table(result.negatives, SAMPLE_SCHEMA),
+        "query_info": to_table(result.query_info, QUERY_INFO_SCHEMA),
+    }
+    part.write_shard(result.n_rounds, outputs, summary.as_dict())
+    return summary.as_dict()
+
+
+def dart_stage(config: BuildConfig, problems_result: StageResult, *, name: str = "dart") -> StageResult:
+    """DART sampling over the problems of `problems_result`, in parts of `run.shard_size` problems.
+
+    Outputs `accepted` (correct responses; surplus flagged), `negatives` and
+    `query_info`. Parts run in-process one after another, or on a Ray cluster
+    when `scale.backend` is 'ray'; a finished part is never redone.
+    """
+    sampling = config.sampling
+    stage_config = [sampling, config.verification, config.run.shard_size, _generation_fingerprint(config, [sampling.prompt])]
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
         problems = read_problems(problems_result)
-        done = stage.read("rounds", SAMPLE_SCHEMA)
-        rounds: dict[int, list[Sample]] = {}
-        for row in done.to_pylist():
-            rounds.setdefault(row["round"], []).append(Sample(**row))
-        rounds_done = [rounds[i] for i in sorted(rounds)]
-        if rounds_done:
-            log.info("%s: resuming after %d committed rounds", name, len(rounds_done))
-        generator = _generator(config, problems, stage.dir)
+        size = config.run.shard_size
+        slices = [problems[i : i + size] for i in range(0, len(problems), size)] or [[]]
+        pending = [i for i in range(len(slices)) if not stage.shard_done(i)]
+        if config.scale.backend == "ray":
+            from mathforge.scale import run_parts_on_ray
 
-        def commit(index: int, samples: list[Sample]) -> None:
-            n_correct = sum(s.verdict == "correct" for s in samples)
-            stage.write_shard(index, {"rounds": to_table(samples, SAMPLE_SCHEMA)}, {"counts": {"samples": len(samples)}})
-            log.info("%s round %d: %d samples, %d correct", name, index, len(samples), n_correct)
-
-        with VerifierPool(config.verification) as pool:
-            result = run_dart(
-                problems,
-                generator,
-                pool.verify_many,
-                sampling,
-                prompt_fn=lambda p: prompts.chat(sampling.prompt, problem=p.problem),
-                verifier=verifier_name(config.verification),
-                rounds_done=rounds_done,
-                on_round=commit,
-            )
-        generator.close()
-        stage.write_shard(
-            result.n_rounds,
-            {
-                "accepted": to_table(result.accepted, SAMPLE_SCHEMA),
-                "negatives": to_table(result.negatives, SAMPLE_SCHEMA),
-                "query_info": to_table(result.query_info, QUERY_INFO_SCHEMA),
-            },
-        )
-        n_samples = sum(result.counts.get(k, 0) for k in result.counts if k.startswith(("accepted", "surplus", "rejected_")))
-        summary = StageSummary(rows_in=n_samples, rows_out=result.counts.get("accepted", 0))
-        summary.counts.update(result.counts)
-        summary.counts["rounds"] = result.n_rounds
-        summary.counts["problems"] = len(problems)
-        summary.drop_reasons.update(
-            {k.removeprefix("rejected_"): v for k, v in result.counts.items() if k.startswith("rejected_")}
-        )
-        if result.counts.get("surplus"):
-            summary.drop_reasons["surplus_beyond_target"] = result.counts["surplus"]
-        return summary, {"usage": generator.usage.as_dict(), "model": config.generation.model}
+            run_parts_on_ray(config, stage, {i: slices[i] for i in pending})
+        else:
+            for i in pending:
+                dart_part(config, slices[i], stage.part(i))
+        for i in pending:
+            part = stage.part(i)
+            (stats,) = [s for s in part.shard_stats() if "rows_in" in s]
+            outputs = {output: part.read(output) for output in ("accepted", "negatives", "query_info")}
+            stage.write_shard(i, outputs, stats)
+        summary = StageSummary()
+        for stats in stage.shard_stats():
+            summary.add(stats)
+        return summary, {"model": config.generation.model, "n_parts": len(slices)}
 
     return run_stage(run_dir(config), name, stage_config, [problems_result], work)
+
+
+def self_correction_stage(config: BuildConfig, problems_result: StageResult, dart_result: StageResult) -> StageResult:
+    """Self-correction or tool-integrated traces (CoSC/DotaMath) with real execution.
+
+    Reads DART `negatives` (correction mode, source 'negatives') or the
+    problems (tool/cosc modes, or fresh attempts); writes `data` (kept traces,
+    verdict correct) and `rejected` (dropped attempts with reasons).
+    """
+    from mathforge.records import REJECTED_SCHEMA
+    from mathforge.sandbox import SandboxPool
+    from mathforge.synthesis.self_correction import run_self_correction
+
+    section = config.self_correction
+    prompt_names = ["solve_cot", "solve_with_code", "cosc_verify", "correct_attempt", "correct_attempt_with_code"]
+    stage_config = [section, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
+
+    def work(stage: Stage) -> StageSummary:
+        problems = read_problems(problems_result)
+        negatives = read_samples(dart_result, "negatives")
+        generator = _generator(config, problems)
+        with VerifierPool(config.verification) as verifier, SandboxPool(config.sandbox) as sandbox:
+            result = run_self_correction(
+                problems,
+                negatives,
+                generator,
+                pool=sandbox,
+                verify_many=verifier.verify_many,
+                config=section,
+                verifier=verifier_name(config.verification),
+            )
+        generator.close()
+        stage.write_shard(0, {"data": to_table(result.kept, SAMPLE_SCHEMA), "rejected": to_table(result.rejected, REJECTED_SCHEMA)})
+        summary = StageSummary(rows_in=result.counts.get("attempted", 0), rows_out=len(result.kept))
+        summary.drop_reasons.update(r.reason for r in result.rejected)
+        summary.counts.update({k: v for k, v in result.counts.items() if isinstance(v, (int, float))})
+        log.info("self-correction: %s", result.counts)
+        return summary
+
+    return run_stage(run_dir(config), "self_correction", stage_config, [problems_result, dart_result], work)
 
 
 def export_stage(

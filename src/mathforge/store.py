@@ -138,6 +138,15 @@ class Stage:
             {"fingerprint": self.fingerprint, "config": self.config_fingerprint, "input": self.input_fingerprint},
         )
 
+    def part(self, index: int) -> "Stage":
+        """Sub-stage `index` of this stage: a slice of the input processed as a unit (locally or on a Ray worker).
+
+        Parts live under `<stage>/_parts/` with their own shards and markers, so
+        a part resumes by itself; the parent copies a finished part's outputs
+        into its own shard `index`.
+        """
+        return Stage(self.dir / "_parts", f"part-{index:05d}", config_fingerprint=self.config_fingerprint, input_fingerprint=self.input_fingerprint)
+
     def shard_done(self, index: int) -> bool:
         """Whether shard `index` has been committed."""
         return (self.dir / "_shards" / f"{index:05d}.json").exists()

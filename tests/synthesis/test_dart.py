@@ -82,7 +82,7 @@ def test_prop2diff_targets_grow_with_difficulty():
 def test_requests_follow_the_posterior_and_are_bounded():
     config = DartConfig(k_uniform=4, n_max=50, max_per_round=16)
     assert trials_to_request(QueryState(), config) == 4
-    assert trials_to_request(QueryState(n_trials=4, n_correct=2), config) == 4  # need 2 at p_hat = 0.5
+    assert trials_to_request(QueryState(n_trials=4, n_correct=2), config) == 3  # need 2 at p_hat = 0.5: 30% quantile
     assert trials_to_request(QueryState(n_trials=40, n_correct=0), config) == 10  # room left
     assert trials_to_request(QueryState(n_trials=4, n_correct=0), config) == 16  # bounded per round
 

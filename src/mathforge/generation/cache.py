@@ -35,9 +35,13 @@ class CachedGenerator:
         self.inner = inner
         self.model_id = inner.model_id
         self.usage = inner.usage
+        if hasattr(inner, "render"):
+            # Tool-integrated loops continue an assistant turn from the rendered chat text.
+            self.render = inner.render
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Several processes (Ray workers on one machine) may share the file: wait for locks.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=120)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 

@@ -14,9 +14,9 @@ Every query stops at `n_max` trials.
 What differs from DART's released code: it cycles through every query one
 prompt at a time in fixed large batches and stops a query only after the batch,
 overshooting. Here the loop runs in rounds over unsatisfied queries only; each
-round asks for as many samples per query as expected to reach its target under
-a Beta posterior of its pass rate (bounded by `max_per_round`), so batches stay
-full and little is wasted. Correct responses beyond a query's target are kept
+round asks each query for a low quantile of the trials it still needs under a
+Beta posterior of its pass rate (bounded by `max_per_round`), so batches stay
+full and little is wasted past the target. Correct responses beyond a query's target are kept
 as surplus rows, not dropped. State is the list of committed rounds: replaying
 them rebuilds the counts, which is what makes a killed run resumable.
 """
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 from pydantic import Field
+from scipy.stats import nbinom
 
 from mathforge.config import Section
 from mathforge.generation.base import GenerationParams, Generator, Prompt, prompt_hash
@@ -49,6 +50,13 @@ class DartConfig(Section):
     n_probe: int = Field(default=8, ge=1, description="prop2diff: trials per query in the probe round.")
     n_max: int = Field(default=64, ge=1, description="Cap of trials per query.")
     max_per_round: int = Field(default=32, ge=1, description="Most trials one query gets in one round.")
+    request_quantile: float = Field(
+        default=0.3,
+        gt=0.0,
+        lt=1.0,
+        description="Per round, ask for this quantile of the trials a query still needs under its estimated "
+        "pass rate: lower wastes fewer samples past the target, higher needs fewer rounds.",
+    )
     max_rounds: int = Field(default=100, ge=1, description="Stop after this many rounds even if queries remain unsatisfied.")
     prompt: str = Field(default="solve_cot", description="Prompt template in prompts/ (variable: problem).")
     temperature: float = Field(default=0.7, ge=0.0, description="Sampling temperature.")
@@ -132,11 +140,13 @@ def is_satisfied(state: QueryState, config: DartConfig) -> bool:
 
 
 def trials_to_request(state: QueryState, config: DartConfig) -> int:
-    """Trials to ask for this round: expected to reach the target under a Beta posterior, bounded.
+    """Trials to ask for this round: a low quantile of the trials still needed, bounded.
 
-    The posterior mean pass rate uses a Jeffreys prior, Beta(1/2, 1/2). The first
-    round asks for exactly the target (optimistic: an easy query then wastes
-    nothing); later rounds ask for need / p_hat.
+    With p_hat the posterior-mean pass rate (uniform Beta(1, 1) prior), the
+    trials to the remaining `need` successes follow a negative binomial; asking
+    for its `request_quantile` quantile rarely overshoots the target (overshoot
+    is waste) while finishing most queries in a few rounds. The first round asks
+    for exactly the target: an easy query then wastes nothing.
     """
     room = config.n_max - state.n_trials
     if config.strategy == "vanilla":
@@ -147,8 +157,8 @@ def trials_to_request(state: QueryState, config: DartConfig) -> int:
     if state.n_trials == 0:
         wanted = need
     else:
-        p_hat = (state.n_correct + 0.5) / (state.n_trials + 1.0)
-        wanted = math.ceil(need / p_hat)
+        p_hat = (state.n_correct + 1.0) / (state.n_trials + 2.0)
+        wanted = need + int(nbinom.ppf(config.request_quantile, need, p_hat))
     return max(1, min(wanted, config.max_per_round, room))
 
 
