@@ -1,35 +1,48 @@
-"""Build a dataset from one config: ingest → DART sampling (verified) → export.
+"""Build a dataset from one config: ingest → templates → DART → self-correction → curate → select → export.
 
 Run: `python -m flows.build_dataset configs/demo.yaml [--run NAME]` or `mathforge build`.
-Each stage is a task that passes run-directory paths; a stage whose config and
-inputs are unchanged is skipped by fingerprint, so a re-run is cheap.
+Each stage is a task that passes run-directory paths; stages are toggled in the
+config, and a stage whose config and inputs are unchanged is skipped by
+fingerprint, so a re-run is cheap. The run ends with Prefect artifacts: a
+markdown summary and tables of difficulty buckets and verifier reasons.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from prefect import flow, task
-from prefect.cache_policies import NONE
+from prefect import flow
 
-from mathforge import pipeline
+from flows import tasks
+from flows.artifacts import publish_artifacts
 from mathforge.config import load_config
 from mathforge.store import StageResult
-
-ingest = task(pipeline.ingest_stage, name="ingest", cache_policy=NONE)
-dart = task(pipeline.dart_stage, name="dart-sampling", cache_policy=NONE, retries=1, retry_delay_seconds=5)
-export = task(pipeline.export_stage, name="export", cache_policy=NONE)
 
 
 @flow(name="build-dataset", log_prints=True)
 def build_dataset(config_path: str, run_name: str | None = None) -> dict[str, StageResult]:
     """Run every enabled stage of the config at `config_path`; return each stage's result."""
-    overrides = {"run": {"name": run_name}} if run_name else None
-    config = load_config(config_path, overrides)
-    problems = ingest(config)
-    sampled = dart(config, problems)
-    exported = export(config, sampled, output="accepted", upstream=[problems, sampled], query_info=sampled)
-    return {"ingest": problems, "dart": sampled, "export": exported}
+    config = load_config(config_path, {"run": {"name": run_name}} if run_name else None)
+    results = {"ingest": tasks.ingest(config)}
+    problem_sources = [results["ingest"]]
+    if config.templates.enabled:
+        results["templates"] = tasks.templates(config, results["ingest"])
+        problem_sources.append(results["templates"])
+    results["dart"] = tasks.dart(config, problem_sources)
+    samples = [(results["dart"], "accepted")]
+    if config.self_correction.enabled:
+        results["self_correction"] = tasks.self_correction(config, problem_sources, results["dart"])
+        samples.append((results["self_correction"], "data"))
+    if config.curation is not None:
+        results["curate"] = tasks.curate(config, samples)
+        samples = [(results["curate"], "data")]
+    if config.selection is not None:
+        results["select"] = tasks.select(config, samples)
+        samples = [(results["select"], "data")]
+    upstream = list(results.values())
+    results["export"] = tasks.export(config, samples, upstream=upstream, query_info=results["dart"])
+    publish_artifacts(config, results)
+    return results
 
 
 def main() -> None:
@@ -37,9 +50,8 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--run", default=None, help="Run name (default: the config's run.name).")
     args = parser.parse_args()
-    results = build_dataset(args.config, args.run)
-    for name, result in results.items():
-        print(f"{name:10s} {'skipped' if result.skipped else 'ran':8s} {result.stage_dir}")
+    for name, result in build_dataset(args.config, args.run).items():
+        print(f"{name:16s} {'skipped' if result.skipped else 'ran':8s} {result.stage_dir}")
 
 
 if __name__ == "__main__":

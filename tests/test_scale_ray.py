@@ -19,7 +19,7 @@ def seeds(tmp_path):
 def _accepted(config_path, overrides):
     config = load_config(config_path, overrides)
     problems = pipeline.ingest_stage(config)
-    sampled = pipeline.dart_stage(config, problems)
+    sampled = pipeline.dart_stage(config, [problems])
     table = pipeline.read_samples(sampled, "accepted")
     return sampled, sorted(zip(table["sample_id"].to_pylist(), table["response"].to_pylist()))
 

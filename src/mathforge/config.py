@@ -44,15 +44,21 @@ class OutputConfig(Section):
 
 def _sections() -> dict[str, Any]:
     # Imported here, not at module top: section modules import `Section` from this module.
+    from mathforge.curate import CurateConfig
     from mathforge.generation import GenerationConfig
     from mathforge.ingest import IngestConfig
     from mathforge.sandbox import SandboxConfig
     from mathforge.scale import ScaleConfig
+    from mathforge.select import SelectConfig
     from mathforge.synthesis.dart import DartConfig
     from mathforge.synthesis.self_correction import SelfCorrectionConfig
+    from mathforge.synthesis.templates import TemplateSynthesisConfig
     from mathforge.verify import VerifyConfig
 
     return {
+        "CurateConfig": CurateConfig,
+        "SelectConfig": SelectConfig,
+        "TemplateSynthesisConfig": TemplateSynthesisConfig,
         "SandboxConfig": SandboxConfig,
         "SelfCorrectionConfig": SelfCorrectionConfig,
         "ScaleConfig": ScaleConfig,
@@ -64,12 +70,15 @@ def _sections() -> dict[str, Any]:
 
 
 if TYPE_CHECKING:
+    from mathforge.curate import CurateConfig
     from mathforge.generation import GenerationConfig
     from mathforge.ingest import IngestConfig
     from mathforge.sandbox import SandboxConfig
     from mathforge.scale import ScaleConfig
+    from mathforge.select import SelectConfig
     from mathforge.synthesis.dart import DartConfig
     from mathforge.synthesis.self_correction import SelfCorrectionConfig
+    from mathforge.synthesis.templates import TemplateSynthesisConfig
     from mathforge.verify import VerifyConfig
 
 
@@ -79,11 +88,16 @@ class BuildConfig(Section):
     run: RunConfig = Field(default_factory=RunConfig, description="Run name and directories.")
     ingest: "IngestConfig" = Field(description="Seed problem sources.")
     generation: "GenerationConfig" = Field(description="Backend and model.")
+    templates: "TemplateSynthesisConfig" = Field(
+        default_factory=lambda: _sections()["TemplateSynthesisConfig"](enabled=False), description="Template synthesis."
+    )
     sampling: "DartConfig" = Field(description="DART rejection sampling.")
     verification: "VerifyConfig" = Field(description="Answer verification policy.")
     self_correction: "SelfCorrectionConfig" = Field(
         default_factory=lambda: _sections()["SelfCorrectionConfig"](), description="Self-correction / tool-integrated traces."
     )
+    curation: "CurateConfig | None" = Field(default=None, description="Dedup, decontamination, filters, capping; null: off.")
+    selection: "SelectConfig | None" = Field(default=None, description="Selection steps; null: keep every row.")
     sandbox: "SandboxConfig" = Field(
         default_factory=lambda: _sections()["SandboxConfig"](), description="Sandbox for model-written code."
     )

@@ -83,9 +83,13 @@ def stage_rows(manifests: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     """One card row per stage: name, rows in, rows out, dropped, drops by reason."""
     rows = []
     for manifest in manifests:
-        drops = manifest.get("drop_reasons", {})
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(drops.items(), key=lambda kv: -kv[1])) or "—"
-        rows.append([manifest["stage"], manifest.get("rows_in", 0), manifest.get("rows_out", 0), sum(drops.values()), reasons])
+        entries = [(manifest["stage"], manifest)]
+        # A stage made of steps (curation) gets one row per step under its own.
+        entries += [(f"{manifest['stage']} / {step['step']}", step) for step in manifest.get("steps", [])]
+        for name, counts in entries:
+            drops = counts.get("drop_reasons", {})
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(drops.items(), key=lambda kv: -kv[1])) or "—"
+            rows.append([name, counts.get("rows_in", 0), counts.get("rows_out", 0), sum(drops.values()), reasons])
     return rows
 
 

@@ -65,6 +65,17 @@ def read_samples(result: StageResult, output: str) -> pa.Table:
     return read_output(Path(result.stage_dir), output, SAMPLE_SCHEMA)
 
 
+def read_sources(sources: list[tuple[StageResult, str]], *, include_surplus: bool) -> pa.Table:
+    """Concatenate sample outputs of several stages; DART surplus rows only when asked."""
+    tables = []
+    for result, output in sources:
+        table = read_samples(result, output)
+        if not include_surplus:
+            table = table.filter(pc.invert(table["is_surplus"]))
+        tables.append(table)
+    return pa.concat_tables(tables) if tables else SAMPLE_SCHEMA.empty_table()
+
+
 def ingest_stage(config: BuildConfig) -> StageResult:
     """Read seed sources into `ingest/data` (problems) and `ingest/quarantine` (bad rows with reasons)."""
     digests = [_file_digest(s.path) for s in config.ingest.sources if s.format != "hub"]
@@ -95,6 +106,65 @@ def _generation_fingerprint(config: BuildConfig, prompt_names: list[str]) -> lis
     """What decides generated text: backend, model, engine seed, and the prompt files' contents."""
     prompt_text = [prompts.render(name, **{v: f"<{v}>" for v in prompts.declared_variables(name)}) for name in prompt_names]
     return [config.generation, prompt_text]
+
+
+def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResult:
+    """Template synthesis: authored templates plus LLM-decoupled seeds, instantiated in the sandbox.
+
+    Reads the seed problems; writes `data` (new problems with answer, program,
+    template_id, variables_json, seed_problem_id), `templates` (the templates
+    used) and `rejected` (templates, instances and paraphrases dropped, with reasons).
+    """
+    from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
+    from mathforge.sandbox import SandboxPool
+    from mathforge.synthesis.template_files import load_authored_templates
+    from mathforge.synthesis.templates import decouple, instantiate, paraphrase
+
+    section = config.templates
+    authored_digest = _file_digest(section.authored_dir)
+    prompt_names = ["decouple_numbers", "paraphrase_problem"]
+    stage_config = [section, authored_digest, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
+
+    def work(stage: Stage) -> StageSummary:
+        seeds = read_problems(seeds_result)
+        templates = load_authored_templates(Path(section.authored_dir), ids=section.templates)
+        rejected = []
+        counts: dict[str, int] = {}
+        with SandboxPool(config.sandbox) as sandbox:
+            if section.decouple.enabled:
+                generator = _generator(config, seeds)
+                decoupled = decouple(seeds, generator, config=section, pool=sandbox, verify_config=config.verification)
+                generator.close()
+                templates += decoupled.templates
+                rejected += decoupled.rejected
+                counts.update({f"decouple_{k}": v for k, v in decoupled.counts.items()})
+            made = instantiate(templates, n_per_template=section.n_instances_per_template, seed=section.seed, pool=sandbox, config=section)
+            rejected += made.rejected
+            counts.update({f"instantiate_{k}": v for k, v in made.counts.items()})
+            problems = list(made.problems)
+            if section.paraphrase.enabled:
+                generator = _generator(config, problems)
+                rewritten = paraphrase(problems, generator, pool=sandbox, config=section, verify_config=config.verification)
+                generator.close()
+                problems += rewritten.problems
+                rejected += rewritten.rejected
+                counts.update({f"paraphrase_{k}": v for k, v in rewritten.counts.items()})
+        stage.write_shard(
+            0,
+            {
+                "data": to_table(problems, PROBLEM_SCHEMA),
+                "templates": to_table(templates, TEMPLATE_SCHEMA),
+                "rejected": to_table(rejected, REJECTED_SCHEMA),
+            },
+        )
+        summary = StageSummary(rows_in=len(problems) + len(rejected), rows_out=len(problems))
+        summary.drop_reasons.update(f"{r.stage}:{r.reason}" for r in rejected)
+        summary.counts.update({k: v for k, v in counts.items() if isinstance(v, (int, float))})
+        summary.counts["templates"] = len(templates)
+        log.info("templates: %d templates, %d problems, %d rejected", len(templates), len(problems), len(rejected))
+        return summary
+
+    return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
 
 
 def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict:
@@ -151,8 +221,8 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
     return summary.as_dict()
 
 
-def dart_stage(config: BuildConfig, problems_result: StageResult, *, name: str = "dart") -> StageResult:
-    """DART sampling over the problems of `problems_result`, in parts of `run.shard_size` problems.
+def dart_stage(config: BuildConfig, problem_results: list[StageResult], *, name: str = "dart") -> StageResult:
+    """DART sampling over the problems of `problem_results` (seeds, templates), in parts of `run.shard_size` problems.
 
     Outputs `accepted` (correct responses; surplus flagged), `negatives` and
     `query_info`. Parts run in-process one after another, or on a Ray cluster
@@ -162,7 +232,7 @@ def dart_stage(config: BuildConfig, problems_result: StageResult, *, name: str =
     stage_config = [sampling, config.verification, config.run.shard_size, _generation_fingerprint(config, [sampling.prompt])]
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
-        problems = read_problems(problems_result)
+        problems = [p for result in problem_results for p in read_problems(result)]
         size = config.run.shard_size
         slices = [problems[i : i + size] for i in range(0, len(problems), size)] or [[]]
         pending = [i for i in range(len(slices)) if not stage.shard_done(i)]
@@ -183,10 +253,10 @@ def dart_stage(config: BuildConfig, problems_result: StageResult, *, name: str =
             summary.add(stats)
         return summary, {"model": config.generation.model, "n_parts": len(slices)}
 
-    return run_stage(run_dir(config), name, stage_config, [problems_result], work)
+    return run_stage(run_dir(config), name, stage_config, problem_results, work)
 
 
-def self_correction_stage(config: BuildConfig, problems_result: StageResult, dart_result: StageResult) -> StageResult:
+def self_correction_stage(config: BuildConfig, problem_results: list[StageResult], dart_result: StageResult) -> StageResult:
     """Self-correction or tool-integrated traces (CoSC/DotaMath) with real execution.
 
     Reads DART `negatives` (correction mode, source 'negatives') or the
@@ -202,7 +272,7 @@ def self_correction_stage(config: BuildConfig, problems_result: StageResult, dar
     stage_config = [section, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
 
     def work(stage: Stage) -> StageSummary:
-        problems = read_problems(problems_result)
+        problems = [p for result in problem_results for p in read_problems(result)]
         negatives = read_samples(dart_result, "negatives")
         generator = _generator(config, problems)
         with VerifierPool(config.verification) as verifier, SandboxPool(config.sandbox) as sandbox:
@@ -223,36 +293,96 @@ def self_correction_stage(config: BuildConfig, problems_result: StageResult, dar
         log.info("self-correction: %s", result.counts)
         return summary
 
-    return run_stage(run_dir(config), "self_correction", stage_config, [problems_result, dart_result], work)
+    return run_stage(run_dir(config), "self_correction", stage_config, [*problem_results, dart_result], work)
+
+
+def curate_stage(config: BuildConfig, sample_results: list[tuple[StageResult, str]]) -> StageResult:
+    """Curation over the union of sample outputs: filters, decontamination, dedup, fair capping.
+
+    Reads each (stage, output) of `sample_results` (e.g. DART `accepted`
+    without surplus, self-correction `data`); writes `data` (kept samples),
+    `rejected` (every dropped row with its step, reason and detail) and puts the
+    per-step counts in the manifest (`steps`) for the dataset card.
+    """
+    from mathforge.curate import curate
+    from mathforge.records import REJECTED_SCHEMA
+
+    section = config.curation
+    benchmark_digests = [_file_digest(b) for b in section.decontamination.benchmarks if Path(b).exists()]
+    stage_config = [section, benchmark_digests, config.output.include_surplus]
+
+    def work(stage: Stage) -> tuple[StageSummary, dict]:
+        pool = read_sources(sample_results, include_surplus=config.output.include_surplus)
+        result = curate(pool, section)
+        stage.write_shard(0, {"data": result.kept, "rejected": result.rejected.cast(REJECTED_SCHEMA)})
+        summary = StageSummary(rows_in=pool.num_rows, rows_out=result.kept.num_rows)
+        summary.drop_reasons.update(result.counts)
+        steps = [{"step": s.step, "rows_in": s.n_in, "rows_out": s.n_out, "drop_reasons": s.dropped} for s in result.steps]
+        log.info("curate: %d -> %d rows (%s)", pool.num_rows, result.kept.num_rows, result.counts)
+        return summary, {"steps": steps}
+
+    return run_stage(run_dir(config), "curate", stage_config, [r for r, _ in sample_results], work)
+
+
+def select_stage(config: BuildConfig, sources: list[tuple[StageResult, str]]) -> StageResult:
+    """Selection steps (GRAPE, k-means diversity, S2L) over the union of sample outputs.
+
+    Reads each (stage, output) of `sources`; writes `data` (selected rows with
+    cluster_id, selection_score, selected_by, loglik_per_token) and `rejected`.
+    """
+    from mathforge.records import REJECTED_SCHEMA
+    from mathforge.select import GrapeStep, select
+
+    section = config.selection
+    needs_model = any(isinstance(step, GrapeStep) for step in section.steps)
+    stage_config = [section, _generation_fingerprint(config, [config.sampling.prompt]) if needs_model else None]
+
+    def work(stage: Stage) -> StageSummary:
+        table = read_sources(sources, include_surplus=config.output.include_surplus)
+        generator = None
+        if needs_model:
+            problems = [Problem(problem_id=r["problem_id"], problem=r["problem"], answer=r["answer"], source=r["source"]) for r in table.select(["problem_id", "problem", "answer", "source"]).to_pylist()]
+            generator = _generator(config, problems)
+        result = select(
+            table, section, generator=generator, prompt_fn=lambda text: prompts.chat(config.sampling.prompt, problem=text)
+        )
+        if generator is not None:
+            generator.close()
+        stage.write_shard(0, {"data": result.table, "rejected": result.rejected.cast(REJECTED_SCHEMA)})
+        summary = StageSummary(rows_in=table.num_rows, rows_out=result.table.num_rows)
+        summary.drop_reasons.update({k: v for k, v in result.counts.items() if k != "kept"})
+        summary.counts.update(result.stats)
+        return summary
+
+    return run_stage(run_dir(config), "select", stage_config, [r for r, _ in sources], work)
 
 
 def export_stage(
     config: BuildConfig,
-    final: StageResult,
+    sources: list[tuple[StageResult, str]],
     *,
-    output: str,
     upstream: list[StageResult],
     query_info: StageResult | None = None,
 ) -> StageResult:
-    """Export `final`'s `output` table as a dataset version; skipped when that version exists.
+    """Export the union of `sources` (stage, output) as a dataset version; skipped when it exists.
 
     `upstream` lists every stage of the build in order: their manifests make
-    the card's raw → exported table.
+    the card's raw → exported table. The user turn of each row's `messages` is
+    the prompt its strategy was generated with.
     """
     from mathforge.export import export_dataset
     from mathforge.generation.embedded import model_checksum
+    from mathforge.synthesis.self_correction import SOLVE_PROMPTS, STRATEGIES
 
-    version = fingerprint([config.output, [r.fingerprint for r in upstream], final.fingerprint])
+    version = fingerprint([config.output, [r.fingerprint for r in upstream], [r.fingerprint for r, _ in sources]])
     export_dir = Path(config.output.export_dir)
-    target = export_dir / version
+    prompt_by_strategy = {STRATEGIES[mode]: name for mode, name in SOLVE_PROMPTS.items()}
+    prompt_by_strategy[STRATEGIES["correction"]] = config.self_correction.attempt_prompt
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
-        samples = read_samples(final, output)
-        if not config.output.include_surplus:
-            samples = samples.filter(pc.invert(samples["is_surplus"]))
+        samples = read_sources(sources, include_surplus=config.output.include_surplus)
         info = read_output(Path(query_info.stage_dir), "query_info", QUERY_INFO_SCHEMA) if query_info else None
         quarantine = read_output(Path(upstream[0].stage_dir), "quarantine", QUARANTINE_SCHEMA)
-        manifests = [r.manifest for r in upstream]
         meta = {
             "name": f"mathforge-{config.run.name}",
             "version": version,
@@ -270,17 +400,19 @@ def export_stage(
             version=version,
             prompt=config.output.prompt,
             system_prompt=config.output.system_prompt,
+            prompt_by_strategy=prompt_by_strategy,
             query_info=info,
-            manifests=manifests,
+            manifests=[r.manifest for r in upstream],
             meta=meta,
             extra_tables={"quarantine": quarantine} if quarantine.num_rows else None,
         )
         log.info("exported %d rows to %s", samples.num_rows, path)
         return StageSummary(rows_in=samples.num_rows, rows_out=samples.num_rows), {"export_path": str(path)}
 
-    result = run_stage(run_dir(config), "export", [config.output, version], [final, *upstream], work)
-    if not (target / "manifest.json").exists():
+    inputs = [*upstream, *(r for r, _ in sources)]
+    result = run_stage(run_dir(config), "export", [config.output, version], inputs, work)
+    if not (export_dir / version / "manifest.json").exists():
         # The export directory was removed by hand after a finished build: write it again.
-        Stage(run_dir(config), "export", config_fingerprint="", input_fingerprint="").manifest_path.unlink(missing_ok=True)
-        result = run_stage(run_dir(config), "export", [config.output, version], [final, *upstream], work)
+        (Path(result.stage_dir) / "manifest.json").unlink(missing_ok=True)
+        result = run_stage(run_dir(config), "export", [config.output, version], inputs, work)
     return result
