@@ -7,7 +7,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= mathforge
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-fast test-integration bench clean-runs
+.PHONY: setup demo test test-fast test-integration bench serve clean-runs
 
 setup: $(STAMP)
 	@$(BIN)/mathforge models prepare
@@ -38,6 +38,18 @@ test-integration: setup
 
 bench: setup
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# A local Prefect server (SQLite), the deployments of prefect.yaml, and a worker that runs them.
+# Schedules need a real server; the temporary one a plain flow run starts refuses them.
+PREFECT_PORT ?= 4200
+serve: setup
+	mkdir -p data/prefect
+	PREFECT_HOME=$(CURDIR)/data/prefect $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > data/prefect/server.log 2>&1 &
+	until curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health > /dev/null; do sleep 1; done
+	export PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api PREFECT_HOME=$(CURDIR)/data/prefect MATHFORGE_HOME=$(CURDIR); \
+	  $(BIN)/prefect work-pool inspect mathforge-local > /dev/null 2>&1 || $(BIN)/prefect work-pool create mathforge-local --type process; \
+	  $(BIN)/prefect --no-prompt deploy --all; \
+	  $(BIN)/prefect worker start --pool mathforge-local
 
 clean-runs:
 	rm -rf data/runs data/exports

@@ -1,10 +1,12 @@
 """Build a dataset from one config: ingest → templates → DART → self-correction → curate → select → export.
 
-Run: `python -m flows.build_dataset configs/demo.yaml [--run NAME]` or `mathforge build`.
+Run: `python -m flows.build_dataset configs/demo.yaml [--run NAME] [--incremental]` or `mathforge build`.
 Each stage is a task that passes run-directory paths; stages are toggled in the
 config, and a stage whose config and inputs are unchanged is skipped by
-fingerprint, so a re-run is cheap. The run ends with Prefect artifacts: a
-markdown summary and tables of difficulty buckets and verifier reasons.
+fingerprint, so a re-run is cheap. In incremental mode (scheduled runs) a run
+processes only seeds that earlier runs of its series have not seen and merges
+their exported rows into a new dataset version. The run ends with Prefect
+artifacts: a markdown summary and tables of difficulty buckets and verifier reasons.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ from prefect import flow
 
 from flows import tasks
 from flows.artifacts import publish_artifacts
+from mathforge import incremental as series
 from mathforge.config import load_config
 from mathforge.store import StageResult
 
 
 @flow(name="build-dataset", log_prints=True)
-def build_dataset(config_path: str, run_name: str | None = None) -> dict[str, StageResult]:
+def build_dataset(config_path: str, run_name: str | None = None, incremental: bool = False) -> dict[str, StageResult]:
     """Run every enabled stage of the config at `config_path`; return each stage's result."""
     config = load_config(config_path, {"run": {"name": run_name}} if run_name else None)
-    results = {"ingest": tasks.ingest(config)}
+    series_name = config.run.name
+    ledger = series.load_ledger(config.run.runs_dir, series_name) if incremental else []
+    if incremental:
+        config = config.model_copy(update={"run": config.run.model_copy(update={"name": series.run_name(series_name)})})
+    results = {"ingest": tasks.ingest(config, series.seen_problem_ids(ledger))}
     problem_sources = [results["ingest"]]
     if config.templates.enabled:
         results["templates"] = tasks.templates(config, results["ingest"])
@@ -40,7 +47,13 @@ def build_dataset(config_path: str, run_name: str | None = None) -> dict[str, St
         results["select"] = tasks.select(config, samples)
         samples = [(results["select"], "data")]
     upstream = list(results.values())
-    results["export"] = tasks.export(config, samples, upstream=upstream, query_info=results["dart"])
+    merged = samples + series.earlier_sources(ledger)
+    results["export"] = tasks.export(config, merged, upstream=upstream, query_info=results["dart"])
+    if incremental:
+        series.record_run(
+            config.run.runs_dir, series_name, run=config.run.name, seeds=results["ingest"], sources=samples,
+            export_path=results["export"].manifest["export_path"],
+        )
     publish_artifacts(config, results)
     return results
 
@@ -49,8 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
     parser.add_argument("--run", default=None, help="Run name (default: the config's run.name).")
+    parser.add_argument("--incremental", action="store_true", help="Process only seeds earlier runs of the series have not seen.")
     args = parser.parse_args()
-    for name, result in build_dataset(args.config, args.run).items():
+    for name, result in build_dataset(args.config, args.run, args.incremental).items():
         print(f"{name:16s} {'skipped' if result.skipped else 'ran':8s} {result.stage_dir}")
 
 

@@ -56,16 +56,20 @@ def small_seeds(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def scripted_config(tmp_path: Path):
-    """Factory: write a copy of configs/demo.yaml that runs on the scripted backend in tmp_path."""
+    """Factory: write a copy of configs/demo.yaml that runs on the scripted backend in tmp_path.
+
+    `sections` replaces whole top-level sections (e.g. {"selection": None} turns selection off).
+    """
     import yaml
 
-    def write(seeds: Path, *, latency_s: float = 0.0, name: str = "t") -> Path:
+    def write(seeds: Path, *, latency_s: float = 0.0, name: str = "t", sections: dict | None = None) -> Path:
         data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
         data["run"] = {"name": name, "runs_dir": str(tmp_path / "runs")}
         data["ingest"] = {"sources": [{"path": str(seeds)}]}
         data["generation"] = {"backend": "scripted", "scripted": {"pass_rate": 0.5, "seed": 1, "latency_s": latency_s}}
         data["sampling"].update({"k_uniform": 2, "n_max": 12, "max_per_round": 2})
         data["output"]["export_dir"] = str(tmp_path / "exports" / name)
+        data.update(sections or {})
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data))
         return path

@@ -76,23 +76,31 @@ def read_sources(sources: list[tuple[StageResult, str]], *, include_surplus: boo
     return pa.concat_tables(tables) if tables else SAMPLE_SCHEMA.empty_table()
 
 
-def ingest_stage(config: BuildConfig) -> StageResult:
-    """Read seed sources into `ingest/data` (problems) and `ingest/quarantine` (bad rows with reasons)."""
+def ingest_stage(config: BuildConfig, exclude_ids: frozenset[str] = frozenset()) -> StageResult:
+    """Read seed sources into `ingest/data` (problems) and `ingest/quarantine` (bad rows with reasons).
+
+    Problems whose id is in `exclude_ids` (seen by earlier runs of an
+    incremental series) are left out and counted as `seen_in_earlier_run`.
+    """
     digests = [_file_digest(s.path) for s in config.ingest.sources if s.format != "hub"]
 
     def work(stage: Stage) -> StageSummary:
         problems, quarantined = ingest(config.ingest)
+        seen = [p for p in problems if p.problem_id in exclude_ids]
+        problems = [p for p in problems if p.problem_id not in exclude_ids]
         stage.write_shard(
             0,
             {"data": to_table(problems, PROBLEM_SCHEMA), "quarantine": to_table(quarantined, QUARANTINE_SCHEMA)},
         )
-        summary = StageSummary(rows_in=len(problems) + len(quarantined), rows_out=len(problems))
+        summary = StageSummary(rows_in=len(problems) + len(seen) + len(quarantined), rows_out=len(problems))
         summary.drop_reasons.update(f"quarantined_{q.reason}" for q in quarantined)
+        if seen:
+            summary.drop_reasons["seen_in_earlier_run"] = len(seen)
         for q in quarantined:
             log.warning("quarantined %s row %d (%s): %s", q.source_file, q.row_number, q.field, q.reason)
         return summary
 
-    return run_stage(run_dir(config), "ingest", [config.ingest, digests], [], work)
+    return run_stage(run_dir(config), "ingest", [config.ingest, digests, sorted(exclude_ids)], [], work)
 
 
 def _generator(config: BuildConfig, problems: list[Problem]) -> CachedGenerator:
