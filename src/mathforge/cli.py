@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -73,19 +72,22 @@ def models_prepare(
 
 
 @app.command()
-def inspect(run: Path = typer.Argument(..., help="Run directory, e.g. data/runs/demo.")) -> None:
+def inspect(run: Path = typer.Argument(..., help="Run directory (data/runs/demo) or export directory.")) -> None:
     """Show each stage of a run: rows in/out, drops by reason, time."""
-    if not run.is_dir():
-        console.print(f"[red]no run directory {run}[/red]")
+    from mathforge.inspect import load_run
+
+    try:
+        view = load_run(run)
+    except FileNotFoundError as error:
+        console.print(f"[red]{error}[/red]")
         raise typer.Exit(1)
-    manifests = []
-    for stage_dir in sorted(p for p in run.iterdir() if p.is_dir()):
-        path = stage_dir / "manifest.json"
-        if path.exists():
-            manifests.append(json.loads(path.read_text()))
-        elif (stage_dir / "_stage.json").exists():
-            manifests.append({"stage": stage_dir.name, "status": "incomplete"})
-    manifests.sort(key=lambda m: m.get("finished_at", "~"))
+    drops = view.drops.groupby("stage").apply(
+        lambda group: ", ".join(f"{r}={c}" for r, c in zip(group["reason"], group["count"])), include_groups=False
+    )
+    manifests = [
+        {**row, "drop_text": drops.get(row["stage"], ""), "timings": {"wall_s": row["wall_s"]}}
+        for row in view.stages.to_dict("records")
+    ]
     _print_stages(manifests)
 
 
@@ -94,7 +96,7 @@ def _print_stages(manifests: list[dict]) -> None:
     for column in ("stage", "status", "rows in", "rows out", "drops by reason", "wall s"):
         table.add_column(column)
     for m in manifests:
-        drops = ", ".join(f"{k}={v}" for k, v in sorted(m.get("drop_reasons", {}).items(), key=lambda kv: -kv[1]))
+        drops = m.get("drop_text") or ", ".join(f"{k}={v}" for k, v in sorted(m.get("drop_reasons", {}).items(), key=lambda kv: -kv[1]))
         status = "skipped" if m.get("skipped") else m.get("status", "?")
         table.add_row(
             m.get("stage", "?"),

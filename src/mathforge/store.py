@@ -162,7 +162,8 @@ class Stage:
         """Write a shard's output tables, then its marker (the commit point)."""
         for output, table in outputs.items():
             write_parquet_atomic(self.dir / output / f"part-{index:05d}.parquet", table)
-        write_json_atomic(self.dir / "_shards" / f"{index:05d}.json", {"index": index, **(stats or {})})
+        # The shard's own index wins over any "index" carried in copied stats (a part's marker).
+        write_json_atomic(self.dir / "_shards" / f"{index:05d}.json", {**(stats or {}), "index": index})
 
     def read(self, output: str = "data", schema: pa.Schema | None = None) -> pa.Table:
         """Concatenate the committed shards of `output` (empty table with `schema` if none)."""
