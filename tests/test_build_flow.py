@@ -71,10 +71,12 @@ def test_killed_build_resumes_to_the_same_dataset(tmp_path, seeds_with_bad_rows,
     import datasets
 
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
-    reference = scripted_config(seeds_with_bad_rows, name="whole")
+    # Generation is what gets killed: the other stages stay off to keep the test short.
+    light = {"templates": {"enabled": False}, "self_correction": {"enabled": False}, "curation": None, "selection": None}
+    reference = scripted_config(seeds_with_bad_rows, name="whole", sections=light)
     assert _run_build(reference, env).wait(timeout=300) == 0
 
-    config = scripted_config(seeds_with_bad_rows, latency_s=1.0, name="killed")
+    config = scripted_config(seeds_with_bad_rows, latency_s=1.0, name="killed", sections=light)
     process = _run_build(config, env)
     shards = tmp_path / "runs" / "killed" / "dart" / "_parts" / "part-00000" / "_shards"
     deadline = time.time() + 240
