@@ -52,6 +52,17 @@ def test_flow_exports_a_loadable_dataset_and_skips_on_rerun(prefect_harness, tmp
     manifest = json.loads((export / "manifest.json").read_text())
     assert manifest["rows"] == dataset.num_rows and manifest["backend"] == "scripted"
 
+    stages = {m["stage"]: m for m in manifest["stages"]}
+    for stage in stages.values():  # every row that went in came out or was dropped for a reason
+        assert stage["rows_in"] == stage["rows_out"] + sum(stage["drop_reasons"].values()), stage["stage"]
+        for step in stage.get("steps", []):
+            assert step["rows_in"] == step["rows_out"] + sum(step["drop_reasons"].values()), step["step"]
+    assert stages["curate"]["rows_in"] == stages["dart"]["rows_out"] + stages["self_correction"]["rows_out"]
+    assert stages["select"]["rows_in"] == stages["curate"]["rows_out"]
+    assert manifest["rows"] == stages["select"]["rows_out"]
+    for stage in stages:  # the card shows each stage's row
+        assert f"| {stage} | {stages[stage]['rows_in']} | {stages[stage]['rows_out']} |" in card
+
     second = build_dataset(str(config))
     assert all(r.skipped for r in second.values())
 
