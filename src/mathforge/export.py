@@ -119,6 +119,17 @@ def dataset_card(
         _table(["stage", "rows in", "rows out", "dropped", "drop reasons"], stage_rows(manifests)),
         "",
     ]
+    for manifest in manifests:
+        if manifest.get("decontamination"):
+            parts += [
+                "## Decontamination",
+                "",
+                "Samples dropped because their problem overlaps a benchmark item (n-gram or exact-substring rule); "
+                "which row matched which item is in the run's `curate/rejected` table.",
+                "",
+                _table(["benchmark", "rows dropped"], sorted(manifest["decontamination"].items())),
+                "",
+            ]
     if query_info is not None and query_info.num_rows:
         info = query_info.to_pylist()
         status = Counter(r["status"] for r in info)

@@ -312,7 +312,7 @@ def curate_stage(config: BuildConfig, sample_results: list[tuple[StageResult, st
     `rejected` (every dropped row with its step, reason and detail) and puts the
     per-step counts in the manifest (`steps`) for the dataset card.
     """
-    from mathforge.curate import curate
+    from mathforge.curate import count_by_benchmark, curate
     from mathforge.records import REJECTED_SCHEMA
 
     section = config.curation
@@ -327,7 +327,10 @@ def curate_stage(config: BuildConfig, sample_results: list[tuple[StageResult, st
         summary.drop_reasons.update(result.counts)
         steps = [{"step": s.step, "rows_in": s.n_in, "rows_out": s.n_out, "drop_reasons": s.dropped} for s in result.steps]
         log.info("curate: %d -> %d rows (%s)", pool.num_rows, result.kept.num_rows, result.counts)
-        return summary, {"steps": steps}
+        # Benchmarks are named like load_benchmark names them (file stem, directory or hub name).
+        names = [Path(b).stem if Path(b).is_file() else Path(b).name for b in section.decontamination.benchmarks]
+        benchmarks = dict.fromkeys(names, 0) | count_by_benchmark(result.rejected)
+        return summary, {"steps": steps, "decontamination": benchmarks}
 
     return run_stage(run_dir(config), "curate", stage_config, [r for r, _ in sample_results], work)
 
