@@ -328,7 +328,10 @@ def curate_stage(config: BuildConfig, sample_results: list[tuple[StageResult, st
         steps = [{"step": s.step, "rows_in": s.n_in, "rows_out": s.n_out, "drop_reasons": s.dropped} for s in result.steps]
         log.info("curate: %d -> %d rows (%s)", pool.num_rows, result.kept.num_rows, result.counts)
         # Benchmarks are named like load_benchmark names them (file stem, directory or hub name).
-        names = [Path(b).stem if Path(b).is_file() else Path(b).name for b in section.decontamination.benchmarks]
+        names = [
+            Path(b).stem if Path(b).is_file() else Path(b).name if Path(b).exists() else b
+            for b in section.decontamination.benchmarks
+        ]
         benchmarks = dict.fromkeys(names, 0) | count_by_benchmark(result.rejected)
         return summary, {"steps": steps, "decontamination": benchmarks}
 
