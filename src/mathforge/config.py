@@ -113,7 +113,8 @@ def build_config(data: dict[str, Any]) -> BuildConfig:
     return BuildConfig.model_validate(data)
 
 
-def _error_lines(path: Path, error: ValidationError) -> str:
+def validation_message(path: Path, error: ValidationError) -> str:
+    """One line per problem: `<file>: <dotted key>: <message>`."""
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -121,25 +122,30 @@ def _error_lines(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def read_yaml_mapping(path: str | Path, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; raise `error` naming the file otherwise."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except yaml.YAMLError as problem:
+        raise error(f"{path}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BuildConfig:
     """Load and validate a build config; raise ConfigError naming the file and the key.
 
     `overrides` is a nested dict merged over the file (e.g. {"run": {"name": "x"}}).
     """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of sections")
-    data = _merge(data, overrides or {})
+    data = _merge(read_yaml_mapping(path), overrides or {})
     try:
         return build_config(data)
     except ValidationError as error:
-        raise ConfigError(_error_lines(path, error)) from None
+        raise ConfigError(validation_message(Path(path), error)) from None
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Literal, Sequence
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mathforge.config import read_yaml_mapping, validation_message
 from mathforge.records import Template
 from mathforge.synthesis.templates import SlotSpec, TemplateError, parse_template
 
@@ -67,21 +67,11 @@ class TemplateFile(BaseModel):
 def load_template_file(path: str | Path) -> TemplateFile:
     """Read and check one template file; raise TemplateFileError naming the file and the key."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TemplateFileError(f"{path}: template file not found") from None
-    except yaml.YAMLError as error:
-        raise TemplateFileError(f"{path}: invalid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise TemplateFileError(f"{path}: a template file must be a mapping of keys")
+    data = read_yaml_mapping(path, TemplateFileError)
     try:
         file = TemplateFile.model_validate(data)
     except ValidationError as error:
-        lines = [
-            f"{path}: {'.'.join(map(str, item['loc'])) or '(top level)'}: {item['msg']}" for item in error.errors()
-        ]
-        raise TemplateFileError("\n".join(lines)) from None
+        raise TemplateFileError(validation_message(path, error)) from None
     try:
         parse_template(file.to_record())
     except TemplateError as error:
