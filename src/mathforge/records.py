@@ -107,6 +107,20 @@ class Sample(Record):
     selected_by: str | None = Field(default=None, description="Selectors applied, in order, '+'-joined.")
 
 
+def judged_sample(problem: Problem, verdict: Verdict, **fields: Any) -> Sample:
+    """A Sample for `problem` carrying `verdict`'s columns; `fields` gives the response and lineage."""
+    return Sample(
+        problem_id=problem.problem_id,
+        problem=problem.problem,
+        answer=problem.answer,
+        source=problem.source,
+        extracted_answer=verdict.extracted,
+        verdict=verdict.label,
+        verdict_reason=verdict.reason,
+        **fields,
+    )
+
+
 class Message(Record):
     """One chat message, as TRL's SFTTrainer reads them."""
 

@@ -33,7 +33,7 @@ from scipy.stats import nbinom
 
 from mathforge.config import Section
 from mathforge.generation.base import GenerationParams, Generator, Prompt, prompt_hash
-from mathforge.records import Problem, QueryInfo, Sample, Verdict, stable_id
+from mathforge.records import Problem, QueryInfo, Sample, Verdict, judged_sample, stable_id
 
 VerifyMany = Callable[[list[tuple[str, str]]], list[Verdict]]
 PromptFn = Callable[[Problem], Prompt]
@@ -182,18 +182,13 @@ def make_samples(
     for offset, (completion, verdict) in enumerate(zip(completions, verdicts)):
         index = first_index + offset
         rows.append(
-            Sample(
+            judged_sample(
+                problem,
+                verdict,
                 sample_id=stable_id(problem.problem_id, model, digest, strategy, index),
-                problem_id=problem.problem_id,
-                problem=problem.problem,
-                answer=problem.answer,
-                source=problem.source,
                 response=completion.text,
                 finish_reason=completion.finish_reason,
                 n_completion_tokens=completion.n_tokens,
-                extracted_answer=verdict.extracted,
-                verdict=verdict.label,
-                verdict_reason=verdict.reason,
                 verifier=verifier,
                 model=model,
                 sampling_json=sampling,

@@ -59,7 +59,7 @@ from pydantic import Field, model_validator
 
 from mathforge import prompts
 from mathforge.generation.base import ChatMessage, Generator, prompt_hash
-from mathforge.records import Problem, Rejected, Sample, Verdict, stable_id
+from mathforge.records import Problem, Rejected, Sample, Verdict, judged_sample, stable_id
 from mathforge.synthesis.dart import DartConfig, run_dart
 from mathforge.synthesis.tool_loop import (
     Render,
@@ -423,18 +423,13 @@ def _sample(
     """The Sample row of one trace (a trace that did not answer is 'unjudgeable' with its end as reason)."""
     verdict = verdict or Verdict(is_correct=None, reason=trace.end or "unfinished", method="")
     turns = [{"role": "assistant", "content": trace.text}] if config.format == "fenced" else to_turns(trace.text)
-    return Sample(
+    return judged_sample(
+        job.problem,
+        verdict,
         sample_id=job.sample_id,
-        problem_id=job.problem.problem_id,
-        problem=job.problem.problem,
-        answer=job.problem.answer,
-        source=job.problem.source,
         response=trace.text,
         finish_reason="length" if trace.end == "truncated" else "stop",
         n_completion_tokens=trace.n_tokens,
-        extracted_answer=verdict.extracted,
-        verdict=verdict.label,
-        verdict_reason=verdict.reason,
         verifier=verifier,
         model=model,
         sampling_json=sampling,
