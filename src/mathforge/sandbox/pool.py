@@ -34,9 +34,13 @@ logger = logging.getLogger(__name__)
 # (killing a fork bomb without namespaces can take a few seconds).
 _GRACE_S = 10.0
 _START_TIMEOUT_S = 120.0
+# Loads mathforge.sandbox.server by path as a top-level package: the template
+# must not import mathforge (nor run its package __init__ files).
 _BOOTSTRAP = (
-    "import importlib.util, sys\n"
-    "spec = importlib.util.spec_from_file_location('mathforge_sandbox_server', sys.argv[1])\n"
+    "import importlib.util, os, sys\n"
+    "spec = importlib.util.spec_from_file_location(\n"
+    "    'mathforge_sandbox_server', sys.argv[1], submodule_search_locations=[os.path.dirname(sys.argv[1])]\n"
+    ")\n"
     "server = importlib.util.module_from_spec(spec)\n"
     "sys.modules[spec.name] = server\n"
     "spec.loader.exec_module(server)\n"
