@@ -11,18 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConfigError(ValueError):
-    """A config file is missing, unreadable or invalid; the message names the file and key."""
+from mathforge.config_files import ConfigError, read_yaml_mapping, validation_message
+from mathforge.section import Section
 
 
 class RunConfig(Section):
@@ -43,7 +35,7 @@ class OutputConfig(Section):
 
 
 def _sections() -> dict[str, Any]:
-    # Imported here, not at module top: section modules import `Section` from this module.
+    # Imported here, not at module top: section modules still import `Section` from this module.
     from mathforge.curate import CurateConfig
     from mathforge.generation import GenerationConfig
     from mathforge.ingest import IngestConfig
@@ -111,29 +103,6 @@ def build_config(data: dict[str, Any]) -> BuildConfig:
     if not BuildConfig.__pydantic_complete__:
         BuildConfig.model_rebuild(_types_namespace=_sections())
     return BuildConfig.model_validate(data)
-
-
-def validation_message(path: Path, error: ValidationError) -> str:
-    """One line per problem: `<file>: <dotted key>: <message>`."""
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"{path}: {key}: {item['msg']}")
-    return "\n".join(lines)
-
-
-def read_yaml_mapping(path: str | Path, error: type[Exception] = ConfigError) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping; raise `error` naming the file otherwise."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(f"{path}: file not found") from None
-    except yaml.YAMLError as problem:
-        raise error(f"{path}: invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise error(f"{path}: expected a mapping of keys at the top level")
-    return data
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BuildConfig:

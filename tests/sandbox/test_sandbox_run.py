@@ -54,6 +54,12 @@ def test_traceback_shows_the_program_line_not_the_runner(pool):
     assert os.path.dirname(server.__file__) not in result.stderr  # no frame of the sandbox's own files
 
 
+def test_no_module_of_the_pipeline_reaches_the_sandbox(pool):
+    # The template loads the server package by path, under another name, and it imports only the stdlib.
+    result = pool.run("import sys; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mathforge'))")
+    assert result.stdout == "[]\n", result
+
+
 def test_stdin_is_given_to_the_program(pool):
     assert pool.run("print(input()[::-1])", stdin="abc\n").stdout == "cba\n"
     assert pool.run("import sys; print(repr(sys.stdin.read()))").stdout == "''\n"
