@@ -54,6 +54,7 @@ class Import:
     imported: str
     line: int
     type_checking_only: bool
+    names: frozenset[str]  # what `from ... import` takes; empty for `import`
 
 
 def _module_files() -> dict[str, Path]:
@@ -96,6 +97,7 @@ def _imports_of(module: str) -> list[Import]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
     for node in ast.walk(tree):
+        names = frozenset()
         if isinstance(node, ast.Import):
             targets = [_deepest_module(alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -108,10 +110,11 @@ def _imports_of(module: str) -> list[Import]:
                 f"{source}.{alias.name}" if f"{source}.{alias.name}" in MODULES else _deepest_module(source)
                 for alias in node.names
             ]
+            names = frozenset(alias.name for alias in node.names)
         else:
             continue
         for target in {target for target in targets if target and target != module}:
-            found.append(Import(module, target, node.lineno, id(node) in type_checking))
+            found.append(Import(module, target, node.lineno, id(node) in type_checking, names))
     return found
 
 
@@ -195,10 +198,18 @@ def test_every_module_has_exactly_one_layer():
     assert not unused, f"layer entries naming no module: {unused}"
 
 
-# The stage modules still import `Section` from mathforge.config (read_yaml_mapping and
-# validation_message too, in synthesis.template_files), while mathforge.config imports
-# every stage's section: those imports are rewritten to mathforge.section and
-# mathforge.config_files after the other branches are merged.
+#: Names that moved out of mathforge.config, to mathforge.section and mathforge.config_files.
+#: Until the stage modules that import them from mathforge.config are rewritten (after the
+#: other branches are merged), config re-exports them, such an import is not held against
+#: the layers, and it still closes the circle through config: hence the xfail below.
+#: Remove this set, its use and the xfail together once those imports are rewritten.
+MOVED_OUT_OF_CONFIG = frozenset({"Section", "ConfigError", "read_yaml_mapping", "validation_message"})
+
+
+def _awaits_rewrite(found: Import) -> bool:
+    return found.imported == "mathforge.config" and bool(found.names) and found.names <= MOVED_OUT_OF_CONFIG
+
+
 @pytest.mark.xfail(strict=True, reason="config circle fixed after merge")
 def test_no_import_circles():
     counted = [
@@ -222,11 +233,10 @@ def test_no_import_circles():
     assert not circles, "import circles (modules that import each other, directly or around):\n" + "\n".join(report)
 
 
-@pytest.mark.xfail(strict=True, reason="config circle fixed after merge")
 def test_imports_follow_the_layers():
     upward = []
     for found in IMPORTS:
-        if (found.importer, found.imported) in EXCEPTIONS:
+        if (found.importer, found.imported) in EXCEPTIONS or _awaits_rewrite(found):
             continue
         (low, low_name), (high, high_name) = _layer_of(found.importer), _layer_of(found.imported)
         if high > low:
