@@ -20,7 +20,7 @@ Guarantees, for the process that calls each function:
 - `limit_command`: address space (`memory_mb` above what the child already
   maps) and CPU time (timeout + 1 s) for the next command.
 - `kill_children`: every child of the caller except those kept is killed and
-  reaped; the caller is a subreaper or a pid-namespace init, so grandchildren
+  reaped (within a deadline, 5 s by default); the caller is a subreaper or a pid-namespace init, so grandchildren
   are re-parented to it and caught on a later pass.
 """
 

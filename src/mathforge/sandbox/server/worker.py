@@ -12,8 +12,8 @@ Guarantees:
   subreaper's strays) and the working directory (and, with namespaces,
   /dev/shm) is emptied before the next child is forked;
 - a command's status maps how it ended: 'timeout' (wall clock, or SIGXCPU),
-  'killed' (any other signal), 'memory' (MemoryError), 'error', 'ok'; a note
-  saying why is appended to stderr for the first three;
+  'killed' (any other signal), 'memory' (MemoryError), 'error', 'ok'; for
+  'timeout' and 'killed' a note saying why is appended to stderr;
 - stdout and stderr are each kept within `max_output_bytes`, head and tail
   around a "[... sandbox: N bytes of output truncated ...]" marker.
 """
