@@ -130,7 +130,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
 
     section = config.templates
     authored_digest = _file_digest(section.authored_dir)
-    prompt_names = ["decouple_numbers", "paraphrase_problem"]
+    prompt_names = ["decouple_numbers", "paraphrase_problem", "solve_program"]
     stage_config = [section, authored_digest, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
 
     def work(stage: Stage) -> StageSummary:
@@ -157,6 +157,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
                 problems += rewritten.problems
                 rejected += rewritten.rejected
                 counts.update({f"paraphrase_{k}": v for k, v in rewritten.counts.items()})
+                counts.update(paraphrase_solutions=rewritten.n_solutions, paraphrase_reproducing=rewritten.n_reproducing)
         stage.write_shard(
             0,
             {
