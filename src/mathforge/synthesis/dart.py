@@ -34,6 +34,7 @@ from scipy.stats import nbinom
 from mathforge.config import Section
 from mathforge.generation.base import GenerationParams, Generator, Prompt, prompt_hash
 from mathforge.records import Problem, QueryInfo, Sample, Verdict, judged_sample, stable_id
+from mathforge.synthesis.reference_audit import ReferenceAuditConfig
 
 VerifyMany = Callable[[list[tuple[str, str]]], list[Verdict]]
 PromptFn = Callable[[Problem], Prompt]
@@ -64,6 +65,10 @@ class DartConfig(Section):
     max_tokens: int = Field(default=512, ge=1, description="Longest response, tokens.")
     keep_negatives: bool = Field(default=True, description="Also output incorrect/unjudgeable samples (for self-correction).")
     seed: int = Field(default=0, description="Base seed; round r uses a seed derived from (seed, r).")
+    reference_audit: ReferenceAuditConfig = Field(
+        default_factory=ReferenceAuditConfig,
+        description="Audit of reference answers against the sampled answers, run after sampling.",
+    )
 
     def params(self, n: int, round_index: int) -> GenerationParams:
         """Sampling parameters of a round, `n` completions per prompt."""
