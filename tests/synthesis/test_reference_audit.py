@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from mathforge.export import suspect_reference_section
+from mathforge.inspect import load_run
 from mathforge.generation.scripted import ScriptedGenerator, ScriptedProblem
 from mathforge.records import SAMPLE_SCHEMA, Problem, to_table
 from mathforge.synthesis.dart import DartConfig, run_dart
@@ -163,3 +164,7 @@ def test_build_stages_flag_quarantine_and_card_planted_references(tmp_path, scri
     assert not planted & set(rows["problem_id"])
     assert manifest["drop_reasons"] == {"quarantined_suspect_reference": n_planted_rows}
     assert manifest["rows_out"] == rows.num_rows == sampled.num_rows - n_planted_rows
+    for view in (load_run(tmp_path / "runs" / "audit"), load_run(manifest["export_path"])):  # what the notebook shows
+        shown = view.suspect_references()
+        assert set(shown["problem_id"]) == planted and shown["is_quarantined"].all()
+        assert set(shown["majority_answer"]) == set(believed.values())
