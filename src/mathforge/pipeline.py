@@ -32,7 +32,7 @@ from mathforge.records import (
 )
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
 from mathforge.synthesis.dart import run_dart
-from mathforge.verify import VerifierPool, verifier_name
+from mathforge.verify import VerifierPool, asks_for_decimal, verifier_name
 
 log = logging.getLogger("mathforge")
 
@@ -214,6 +214,7 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
             verifier=verifier_name(config.verification),
             rounds_done=rounds_done,
             on_round=commit,
+            decimal_requested=lambda problem: asks_for_decimal(problem.problem),
         )
         audit = AuditResult(rows=[])
         if sampling.reference_audit.enabled:

@@ -109,3 +109,25 @@ def test_a_line_extraction(response: str, expected: str, mode: str) -> None:
 
 def test_multiple_choice_options_are_not_an_a_line() -> None:
     assert extract_answer("Which is right?\nA: 3\nB: 4\nC: 5", mode="strict") is None
+
+
+def test_dart_judges_a_decimal_by_what_the_problem_asks():
+    from mathforge.generation.scripted import ScriptedGenerator
+    from mathforge.records import Problem
+    from mathforge.synthesis.dart import DartConfig, run_dart
+
+    def verify_many(pairs, decimal_requested):
+        return [verify_answer(r, s, decimal_requested=flag) for (r, s), flag in zip(pairs, decimal_requested)]
+
+    exact = Problem(problem_id="exact", problem=r"Find the area. Express your answer in terms of $\pi$.", answer=r"40\pi", source="t")
+    rounded = Problem(problem_id="rounded", problem="Find the area to the nearest thousandth.", answer=r"40\pi", source="t")
+    generator = ScriptedGenerator(script=lambda prompt, index, params: r"The area is \boxed{125.664}.")
+    result = run_dart(
+        [exact, rounded],
+        generator,
+        verify_many,
+        DartConfig(k_uniform=1, n_max=2),
+        prompt_fn=lambda p: p.problem,
+        decimal_requested=lambda p: asks_for_decimal(p.problem),
+    )
+    assert {q.problem_id: q.n_correct for q in result.query_info} == {"exact": 0, "rounded": 1}

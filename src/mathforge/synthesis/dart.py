@@ -38,6 +38,9 @@ from mathforge.synthesis.reference_audit import ReferenceAuditConfig
 
 VerifyMany = Callable[[list[tuple[str, str]]], list[Verdict]]
 PromptFn = Callable[[Problem], Prompt]
+#: Whether a problem asks for a decimal (verify.asks_for_decimal); given, `verify_many` also takes
+#: `decimal_requested=[flag per pair]` (VerifierPool.verify_many does), for the approximate_constants policy.
+DecimalRequested = Callable[[Problem], bool]
 
 
 class DartConfig(Section):
@@ -239,6 +242,7 @@ def sample_round(
     round_index: int,
     prompt_fn: PromptFn,
     verifier: str,
+    decimal_requested: DecimalRequested | None = None,
 ) -> list[Sample]:
     """Generate and verify one round for every unsatisfied query; return the round's samples.
 
@@ -257,7 +261,11 @@ def sample_round(
         prompts = [prompt_fn(problem) for problem in members]
         outputs = generator.generate(prompts, params)
         pairs = [(problem.answer, c.text) for problem, completions in zip(members, outputs) for c in completions]
-        verdicts = iter(verify_many(pairs))
+        if decimal_requested is None:
+            verdicts = iter(verify_many(pairs))
+        else:
+            flags = [decimal_requested(problem) for problem, completions in zip(members, outputs) for _ in completions]
+            verdicts = iter(verify_many(pairs, decimal_requested=flags))
         for problem, prompt, completions in zip(members, prompts, outputs):
             judged = []
             for completion in completions:
@@ -349,8 +357,12 @@ def run_dart(
     verifier: str = "",
     rounds_done: Sequence[Sequence[Sample]] = (),
     on_round: Callable[[int, list[Sample]], None] | None = None,
+    decimal_requested: DecimalRequested | None = None,
 ) -> DartResult:
     """Run DART rounds until every query is satisfied or `max_rounds`; resume after `rounds_done`.
+
+    `decimal_requested(problem)`, when given, is passed per pair to
+    `verify_many` (see DecimalRequested).
 
     `on_round(index, samples)` is called after each round is verified, before
     the next starts: the caller commits it (the run store), so a killed run
@@ -372,6 +384,7 @@ def run_dart(
             round_index=len(rounds),
             prompt_fn=prompt_fn,
             verifier=verifier,
+            decimal_requested=decimal_requested,
         )
         if on_round is not None:
             on_round(len(rounds), samples)
