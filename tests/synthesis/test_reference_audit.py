@@ -1,7 +1,6 @@
 """Reference audit after DART: answer groups by value, thresholds, policy, and planted wrong references."""
 
 import json
-import random
 from pathlib import Path
 
 import datasets
@@ -11,7 +10,7 @@ import pytest
 
 from mathforge.export import suspect_reference_section
 from mathforge.inspect import load_run
-from mathforge.generation.scripted import ScriptedGenerator, ScriptedProblem
+from mathforge.generation.scripted import planted_references
 from mathforge.records import SAMPLE_SCHEMA, Problem, to_table
 from mathforge.synthesis.dart import DartConfig, run_dart
 from mathforge.synthesis.reference_audit import (
@@ -73,41 +72,28 @@ def test_quarantine_policy_marks_suspects_only():
 
 
 def planted_run(n_problems: int, seed: int):
-    """DART over problems of which every tenth has a planted wrong reference; returns (problems, trials, planted).
-
-    The scripted model knows the true answers; its pass rate (its majority answer's share) is drawn from
-    [0.55, 0.95] on planted problems (a majority, by construction) and [0.2, 0.95] on the others.
-    """
-    rng = random.Random(seed)
-    problems, truth, rates, planted = [], [], {}, set()
-    for i in range(n_problems):
-        true, pid = str(100 + 7 * i), f"p{i}"
-        is_planted = i % 10 == 3
-        reference = str(int(true) + rng.choice([5, -4, 1, 12])) if is_planted else true
-        problems.append(Problem(problem_id=pid, problem=f"Problem {i}: a shop packs {i + 3} boxes. How many?", answer=reference, source="t"))
-        truth.append(ScriptedProblem(pid, problems[-1].problem, true))
-        rates[pid] = rng.uniform(0.55, 0.95) if is_planted else rng.uniform(0.2, 0.95)
-        if is_planted:
-            planted.add(pid)
+    """DART over `planted_references` (every tenth reference wrong); returns (problems, trials, planted, truth)."""
+    rows, generator, planted = planted_references(n_problems, seed=seed)
+    problems = [Problem(problem_id=pid, problem=text, answer=reference, source="t") for pid, text, reference in rows]
     rounds = []
     run_dart(
         problems,
-        ScriptedGenerator(truth, pass_rate=rates, seed=seed),
+        generator,
         lambda pairs: [verify_answer(r, s) for r, s in pairs],
         DartConfig(k_uniform=4, n_max=32),
         prompt_fn=lambda p: p.problem,
         on_round=lambda index, samples: rounds.append(samples),
     )
-    return problems, to_table([s for r in rounds for s in r], SAMPLE_SCHEMA), planted
+    truth = {p.problem_id: p.answer for p in generator.problems}
+    return problems, to_table([s for r in rounds for s in r], SAMPLE_SCHEMA), planted, truth
 
 
 def test_planted_wrong_references_are_found_and_carded():
-    problems, table, planted = planted_run(200, seed=7)
+    problems, table, planted, truth = planted_run(200, seed=7)
     result = audit_references(problems, table, ReferenceAuditConfig(), compare_many=compare_many)
     flagged = {row.problem_id for row in result.suspects}
     recall, precision = len(flagged & planted) / len(planted), len(flagged & planted) / len(flagged)
     assert recall >= 0.9 and precision >= 0.9, (recall, precision)
-    truth = {p.problem_id: str(100 + 7 * int(p.problem_id[1:])) for p in problems}
     assert all(row.majority_answer == truth[row.problem_id] for row in result.suspects if row.problem_id in planted)
     card = "\n".join(suspect_reference_section(suspect_entries(result.rows)))
     assert f"**{len(flagged)}** problems have a suspect reference answer" in card
