@@ -44,6 +44,8 @@ APPROXIMATE = [
     ("when_asked", False, r"\frac{2}{3}", "0.6667", True, "rational_not_governed"),
     ("when_asked", False, r"\sqrt{8}", r"2\sqrt{2}", True, "exact_forms_unaffected"),
     ("never", True, r"\sqrt{3}", "1.732", False, "never_even_when_asked"),
+    ("never", False, "4.123105625617661", r"\sqrt{17}", True, "decimal_reference_accepts_exact_answer"),
+    ("never", False, "1.414", r"\sqrt{2}", True, "rounded_reference_accepts_exact_answer"),
     ("always", False, r"\sqrt{3}", "1.732", True, "always_even_when_not_asked"),
     ("always", False, r"\sqrt{3}", "1.733", False, "always_still_needs_a_rounding"),
 ]

@@ -382,10 +382,9 @@ def _tolerance(approximate: Expression, exact: Expression, config: VerifyConfig)
 
     Zero unless the approximate side has decimals of at least
     `approx_min_digits` significant digits and the exact side has no decimals
-    but an irrational constant or function (what a decimal can only round),
-    and the `approximate_constants` policy allows it.
+    but an irrational constant or function (what a decimal can only round).
     """
-    if not _approximates_constants(config) or exact.literals or not _has_irrational(exact.expr) or _plain_decimal(approximate) is not None:
+    if exact.literals or not _has_irrational(exact.expr) or _plain_decimal(approximate) is not None:
         return 0.0
     tolerance = 0.0
     for places, sig, value in approximate.literals:
@@ -394,6 +393,16 @@ def _tolerance(approximate: Expression, exact: Expression, config: VerifyConfig)
         elif config.approx_min_digits and sig >= config.approx_min_digits and value:
             tolerance = max(tolerance, float(Fraction(1, 10**places) / value))
     return tolerance
+
+
+def _approximation_tolerance(reference: Expression, candidate: Expression, config: VerifyConfig) -> float:
+    """The larger tolerance of either side approximating the other; a decimal candidate only if the policy allows.
+
+    The `approximate_constants` policy is about answers: a decimal reference
+    (the problem asked for one) still accepts the exact value it rounds.
+    """
+    candidate_side = _tolerance(candidate, reference, config) if _approximates_constants(config) else 0.0
+    return max(candidate_side, _tolerance(reference, candidate, config))
 
 
 def _has_irrational(expr: sympy.Basic) -> bool:
@@ -426,17 +435,18 @@ def _compare_constants(reference: Expression, candidate: Expression, config: Ver
             magnitude <= 20 or difference < mpmath.mpf("0.1")
         ):
             return Outcome(True, "symbolic_equal", "symbolic")
-        if not _approximates_constants(config):
-            return Outcome(False, "symbolic_mismatch", "symbolic")
+        allowed = _approximates_constants(config)
         for approximate, exact, value in ((candidate, reference, a), (reference, candidate, b)):
+            if approximate is candidate and not allowed:
+                continue
             decimal = _plain_decimal(approximate)
             if decimal is not None and not exact.literals and not value.imag:
                 if _is_rounding(decimal, value.real, config):
                     return Outcome(True, "approx_equal", "numeric")
-        tolerance = max(_tolerance(candidate, reference, config), _tolerance(reference, candidate, config))
+        tolerance = _approximation_tolerance(reference, candidate, config)
         if tolerance and difference <= tolerance * scale:
             return Outcome(True, "approx_equal", "numeric")
-        if _has_float_printout(reference) or _has_float_printout(candidate):
+        if _has_float_printout(reference) or allowed and _has_float_printout(candidate):
             if difference <= config.rel_tol * scale:
                 return Outcome(True, "numeric_equal", "numeric")
     return Outcome(False, "symbolic_mismatch", "symbolic")
@@ -518,11 +528,7 @@ def _compare_functions(reference: Expression, candidate: Expression, config: Ver
             raise
         except Exception:  # expansion of odd objects (matrices inside, non-commutative) is optional
             pass
-    tolerance = max(
-        _SAMPLE_TOLERANCE,
-        _tolerance(candidate, reference, config),
-        _tolerance(reference, candidate, config),
-    )
+    tolerance = max(_SAMPLE_TOLERANCE, _approximation_tolerance(reference, candidate, config))
     sampled = _sample_equal(reference.expr, candidate.expr, tolerance)
     if sampled is not None:
         return Outcome(sampled, "symbolic_equal" if sampled else "symbolic_mismatch", "symbolic")

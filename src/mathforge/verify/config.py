@@ -70,8 +70,9 @@ class VerifyConfig(Section):
     approximate_constants: Literal["when_asked", "always", "never"] = Field(
         default="when_asked",
         description=(
-            "May a decimal stand for an exact irrational answer (1.414 for \\sqrt{2}, 125.663 for 40\\pi, "
-            "including 16-digit float printouts)? 'never': no, only an exact form is correct; 'always': yes, "
+            "May a decimal answer stand for an exact irrational reference (1.414 for \\sqrt{2}, 125.663 for "
+            "40\\pi, including 16-digit float printouts)? A decimal reference (the problem asked for one) "
+            "accepts the exact value it rounds under every policy. 'never': no, only an exact form is correct; 'always': yes, "
             "within approx_min_digits / rel_tol; 'when_asked': only when the problem asks for a decimal "
             "(rounding, decimal places, 'approximately'...; see verify.asks_for_decimal). The caller passes "
             "that fact as `decimal_requested`; when it is unknown (None, a bare answer pair) 'when_asked' "
