@@ -93,6 +93,34 @@ def stage_rows(manifests: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+#: Suspects listed by name in the card; the rest are counted (all are in the run's dart/reference_audit table).
+MAX_LISTED_SUSPECTS = 50
+
+
+def suspect_reference_section(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Card lines for the reference audit: how many problems are suspect, and which."""
+    quarantined = sum(entry["is_quarantined"] for entry in entries)
+    lines = [
+        "## Suspect reference answers",
+        "",
+        f"**{len(entries)}** problems have a suspect reference answer: a majority of their judged "
+        f"responses (above the audit's threshold) agree on another value. {quarantined} of them were quarantined (their rows are not "
+        "exported); the others are exported as sampled. Every problem's answer distribution is in the run's "
+        "`dart/reference_audit` table.",
+        "",
+    ]
+    if entries:
+        listed = [
+            [e["problem_id"], f"`{e['reference']}`", f"`{e['majority_answer']}`", f"{e['majority_count']}/{e['n_judged']}",
+             e["n_reference"], "quarantined" if e["is_quarantined"] else "reported"]
+            for e in entries[:MAX_LISTED_SUSPECTS]
+        ]
+        lines += [_table(["problem", "reference", "majority answer", "majority", "agree with reference", "action"], listed), ""]
+        if len(entries) > MAX_LISTED_SUSPECTS:
+            lines += [f"... and {len(entries) - MAX_LISTED_SUSPECTS} more.", ""]
+    return lines
+
+
 def dataset_card(
     name: str,
     table: pa.Table,
@@ -130,6 +158,9 @@ def dataset_card(
                 _table(["benchmark", "rows dropped"], sorted(manifest["decontamination"].items())),
                 "",
             ]
+    for manifest in manifests:
+        if "suspect_references" in manifest:
+            parts += suspect_reference_section(manifest["suspect_references"])
     if query_info is not None and query_info.num_rows:
         info = query_info.to_pylist()
         status = Counter(r["status"] for r in info)

@@ -64,6 +64,9 @@ class _Output:
         return table if table.num_columns else self.schema.empty_table()
 
 
+SUSPECT_COLUMNS = ["problem_id", "reference", "majority_answer", "majority_count", "n_judged", "n_reference", "is_quarantined"]
+
+
 @dataclass(frozen=True)
 class RunView:
     """A run or an export, read-only, as pandas DataFrames.
@@ -138,6 +141,19 @@ class RunView:
             columns = [c for c in PROBLEM_SCHEMA.names if c in rows.columns]
             return rows[columns].drop_duplicates("problem_id", ignore_index=True)
         return _concat([o.read() for o in self._outputs.values() if o.has(PROBLEM_SCHEMA)], PROBLEM_SCHEMA)
+
+    def suspect_references(self) -> pd.DataFrame:
+        """Return the problems whose reference answer the audit after DART found suspect, one row each.
+
+        Columns: problem_id, reference, majority_answer (what most judged
+        responses answered instead), majority_count, n_judged, n_reference
+        (responses agreeing with the reference) and is_quarantined (rows kept
+        out of the export). Read from the DART manifest, so a run and an export
+        show the same list; a run's full per-problem answer distribution is
+        `read('dart/reference_audit')`.
+        """
+        entries = [entry for m in self._manifests.values() for entry in m.get("suspect_references", [])]
+        return pd.DataFrame(entries, columns=SUSPECT_COLUMNS)
 
     def rejected(self) -> pd.DataFrame:
         """Return every row the stages wrote aside (REJECTED_SCHEMA: stage, row_id, problem_id, reason, detail)."""

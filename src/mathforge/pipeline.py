@@ -32,7 +32,7 @@ from mathforge.records import (
 )
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
 from mathforge.synthesis.dart import run_dart
-from mathforge.verify import VerifierPool, verifier_name
+from mathforge.verify import VerifierPool, asks_for_decimal, verifier_name
 
 log = logging.getLogger("mathforge")
 
@@ -130,7 +130,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
 
     section = config.templates
     authored_digest = _file_digest(section.authored_dir)
-    prompt_names = ["decouple_numbers", "paraphrase_problem"]
+    prompt_names = ["decouple_numbers", "paraphrase_problem", "solve_program"]
     stage_config = [section, authored_digest, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
 
     def work(stage: Stage) -> StageSummary:
@@ -157,6 +157,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
                 problems += rewritten.problems
                 rejected += rewritten.rejected
                 counts.update({f"paraphrase_{k}": v for k, v in rewritten.counts.items()})
+                counts.update(paraphrase_solutions=rewritten.n_solutions, paraphrase_reproducing=rewritten.n_reproducing)
         stage.write_shard(
             0,
             {
@@ -179,9 +180,14 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
     """Run DART over one slice of problems in its part directory, resuming committed rounds.
 
     Writes `rounds` shards (every sample: the resume state), then `accepted`,
-    `negatives` and `query_info`; returns the part's stats for the parent's
-    shard marker. Runs in-process or on a Ray worker (mathforge.scale).
+    `negatives`, `query_info` and `reference_audit` (every trial's answer
+    against the reference, `synthesis.reference_audit`); returns the part's
+    stats for the parent's shard marker. Runs in-process or on a Ray worker
+    (mathforge.scale).
     """
+    from mathforge.records import REFERENCE_AUDIT_SCHEMA
+    from mathforge.synthesis.reference_audit import AuditResult, audit_references
+
     sampling = config.sampling
     part.open()
     done = part.read("rounds", SAMPLE_SCHEMA)
@@ -208,12 +214,18 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
             verifier=verifier_name(config.verification),
             rounds_done=rounds_done,
             on_round=commit,
+            decimal_requested=lambda problem: asks_for_decimal(problem.problem),
         )
+        audit = AuditResult(rows=[])
+        if sampling.reference_audit.enabled:
+            trials = part.read("rounds", SAMPLE_SCHEMA)
+            audit = audit_references(problems, trials, sampling.reference_audit, compare_many=pool.compare_many)
     generator.close()
     n_samples = sum(v for k, v in result.counts.items() if k.startswith(("accepted", "surplus", "rejected_")))
     summary = StageSummary(rows_in=n_samples, rows_out=result.counts.get("accepted", 0))
     summary.counts.update({k: v for k, v in result.counts.items() if not k.startswith("rejected_")})
     summary.counts["rounds"] = result.n_rounds
+    summary.counts.update({f"audit_{status}": n for status, n in audit.counts.items()})
     summary.counts["problems"] = len(problems)
     for key, value in generator.usage.as_dict().items():
         summary.counts[f"usage_{key}"] = value
@@ -224,6 +236,7 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
         "accepted": to_table(result.accepted, SAMPLE_SCHEMA),
         "negatives": to_table(result.negatives, SAMPLE_SCHEMA),
         "query_info": to_table(result.query_info, QUERY_INFO_SCHEMA),
+        "reference_audit": to_table(audit.rows, REFERENCE_AUDIT_SCHEMA),
     }
     part.write_shard(result.n_rounds, outputs, summary.as_dict())
     return summary.as_dict()
@@ -232,10 +245,14 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
 def dart_stage(config: BuildConfig, problem_results: list[StageResult], *, name: str = "dart") -> StageResult:
     """DART sampling over the problems of `problem_results` (seeds, templates), in parts of `run.shard_size` problems.
 
-    Outputs `accepted` (correct responses; surplus flagged), `negatives` and
-    `query_info`. Parts run in-process one after another, or on a Ray cluster
+    Outputs `accepted` (correct responses; surplus flagged), `negatives`,
+    `query_info` and `reference_audit`; the manifest lists the suspect
+    references (`suspect_references`) for the card and the export. Parts run in-process one after another, or on a Ray cluster
     when `scale.backend` is 'ray'; a finished part is never redone.
     """
+    from mathforge.records import REFERENCE_AUDIT_SCHEMA, ReferenceAudit
+    from mathforge.synthesis.reference_audit import suspect_entries
+
     sampling = config.sampling
     stage_config = [sampling, config.verification, config.run.shard_size, _generation_fingerprint(config, [sampling.prompt])]
 
@@ -254,12 +271,14 @@ def dart_stage(config: BuildConfig, problem_results: list[StageResult], *, name:
         for i in pending:
             part = stage.part(i)
             (stats,) = [s for s in part.shard_stats() if "rows_in" in s]
-            outputs = {output: part.read(output) for output in ("accepted", "negatives", "query_info")}
+            outputs = {output: part.read(output) for output in ("accepted", "negatives", "query_info", "reference_audit")}
             stage.write_shard(i, outputs, stats)
         summary = StageSummary()
         for stats in stage.shard_stats():
             summary.add(stats)
-        return summary, {"model": config.generation.model, "n_parts": len(slices)}
+        audit = stage.read("reference_audit", REFERENCE_AUDIT_SCHEMA).to_pylist()
+        suspects = suspect_entries([ReferenceAudit(**row) for row in audit])
+        return summary, {"model": config.generation.model, "n_parts": len(slices), "suspect_references": suspects}
 
     return run_stage(run_dir(config), name, stage_config, problem_results, work)
 
@@ -382,8 +401,11 @@ def export_stage(
 
     `upstream` lists every stage of the build in order: their manifests make
     the card's raw → exported table. The user turn of each row's `messages` is
-    the prompt its strategy was generated with.
+    the prompt its strategy was generated with. Rows of problems the reference
+    audit quarantined (listed in `query_info`'s manifest) are not exported.
     """
+    from mathforge.synthesis.reference_audit import quarantined_problem_ids
+
     from mathforge.export import export_dataset
     from mathforge.generation.embedded import model_checksum
     from mathforge.synthesis.self_correction import SOLVE_PROMPTS, STRATEGIES
@@ -395,6 +417,9 @@ def export_stage(
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
         samples = read_sources(sources, include_surplus=config.output.include_surplus)
+        n_read = samples.num_rows
+        quarantined = quarantined_problem_ids(query_info.manifest.get("suspect_references", []) if query_info else [])
+        samples = samples.filter(pc.invert(pc.is_in(samples["problem_id"], pa.array(sorted(quarantined), pa.string()))))
         info = read_output(Path(query_info.stage_dir), "query_info", QUERY_INFO_SCHEMA) if query_info else None
         quarantine = read_output(Path(upstream[0].stage_dir), "quarantine", QUARANTINE_SCHEMA)
         meta = {
@@ -421,7 +446,10 @@ def export_stage(
             extra_tables={"quarantine": quarantine} if quarantine.num_rows else None,
         )
         log.info("exported %d rows to %s", samples.num_rows, path)
-        return StageSummary(rows_in=samples.num_rows, rows_out=samples.num_rows), {"export_path": str(path)}
+        summary = StageSummary(rows_in=n_read, rows_out=samples.num_rows)
+        if n_read > samples.num_rows:
+            summary.drop_reasons["quarantined_suspect_reference"] = n_read - samples.num_rows
+        return summary, {"export_path": str(path)}
 
     inputs = [*upstream, *(r for r, _ in sources)]
     result = run_stage(run_dir(config), "export", [config.output, version], inputs, work)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 VerdictLabel = Literal["correct", "incorrect", "unjudgeable"]
 QueryStatus = Literal["solved", "capped", "unsolved", "pending"]
+AuditStatus = Literal["consistent", "suspect_reference", "too_few_responses"]
 
 
 class Record(BaseModel):
@@ -148,6 +149,29 @@ class QueryInfo(Record):
     status: QueryStatus
 
 
+class ReferenceAudit(Record):
+    """Per-problem audit of the reference answer against the answers of judged responses (after DART)."""
+
+    problem_id: str
+    reference: str = Field(description="The problem's reference answer.")
+    n_judged: int = Field(description="Responses judged correct or incorrect (unjudgeable ones are left out).")
+    n_reference: int = Field(description="Judged responses that verify against the reference.")
+    majority_answer: str | None = Field(
+        default=None, description="The most frequent answer the verifier says differs from the reference (as written)."
+    )
+    majority_count: int = Field(description="Judged responses whose answer equals majority_answer (verifier-equal).")
+    majority_share: float = Field(description="majority_count / n_judged (0 when nothing was judged).")
+    answer_counts_json: str = Field(
+        description="JSON object answer -> responses, one entry per verifier-equal group; the reference's "
+        "group is keyed by the reference."
+    )
+    status: AuditStatus = Field(
+        description="'suspect_reference' when a majority (audit threshold) agrees on another value, "
+        "'too_few_responses' below the audit's minimum, else 'consistent'."
+    )
+    is_quarantined: bool = Field(description="A suspect whose rows are not exported (policy 'quarantine').")
+
+
 class Template(Record):
     """A number-decoupled problem template (authored or LLM-decoupled)."""
 
@@ -252,6 +276,21 @@ QUERY_INFO_SCHEMA = pa.schema(
     ]
 )
 
+REFERENCE_AUDIT_SCHEMA = pa.schema(
+    [
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("reference", pa.string(), nullable=False),
+        pa.field("n_judged", pa.int64(), nullable=False),
+        pa.field("n_reference", pa.int64(), nullable=False),
+        pa.field("majority_answer", pa.string()),
+        pa.field("majority_count", pa.int64(), nullable=False),
+        pa.field("majority_share", pa.float64(), nullable=False),
+        pa.field("answer_counts_json", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("is_quarantined", pa.bool_(), nullable=False),
+    ]
+)
+
 TEMPLATE_SCHEMA = pa.schema(
     [
         pa.field("template_id", pa.string(), nullable=False),
@@ -292,6 +331,7 @@ SCHEMAS: dict[type[Record], pa.Schema] = {
     Sample: SAMPLE_SCHEMA,
     SFTRow: SFT_SCHEMA,
     QueryInfo: QUERY_INFO_SCHEMA,
+    ReferenceAudit: REFERENCE_AUDIT_SCHEMA,
     Template: TEMPLATE_SCHEMA,
     Quarantined: QUARANTINE_SCHEMA,
     Rejected: REJECTED_SCHEMA,

@@ -14,9 +14,9 @@ from mathforge.synthesis.templates import (
     answer_type_of,
     format_answer,
     format_value,
-    numbers_in,
     parse_decoupling,
     parse_paraphrase,
+    parse_solve_program,
     parse_template,
     render_text,
 )
@@ -249,13 +249,6 @@ def test_format_value_for_solution_texts():
     ]
 
 
-def test_numbers_in_counts_repeats_and_normalizes_notation():
-    assert numbers_in("3 pens, 3 pencils at $2.50 and 1,200 clips; item 2.") == numbers_in(
-        "1200 clips, 2.5 dollars, 3 and 3, item 2"
-    )
-    assert numbers_in("3 and 3") != numbers_in("3")
-
-
 # Template structure
 
 
@@ -345,9 +338,26 @@ def test_parse_decoupling_rejects_unusable_replies(reply):
     assert caught.value.reason == "unparsable_reply"
 
 
-def test_parse_paraphrase_splits_text_and_program():
-    text, program = parse_paraphrase("**Problem:** Mia has 12 shells.\n\n```python\ndef solve():\n    return 12\n```")
-    assert text == "Mia has 12 shells." and program.startswith("def solve")
-    assert parse_paraphrase("Mia has 12 shells.") == ("Mia has 12 shells.", None)
+def test_parse_paraphrase_keeps_the_text_and_ignores_a_program():
+    assert parse_paraphrase("**Problem:** Mia has 12 shells.\n\n```python\ndef solve():\n    return 12\n```") == (
+        "Mia has 12 shells."
+    )
+    assert parse_paraphrase("Mia has 12 shells.") == "Mia has 12 shells."
     with pytest.raises(TemplateError):
         parse_paraphrase("```python\ndef solve():\n    return 1\n```")
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("I think it is 12.", "missing_program"),
+        ("```python\ndef solve(:\n    return 1\n```", "program_syntax_error"),
+        ("```python\ndef solve(a):\n    return a\n```", "solve_signature_mismatch"),
+    ],
+    ids=["no_block", "syntax_error", "takes_arguments"],
+)
+def test_parse_solve_program_rejects_unusable_replies(reply, reason):
+    with pytest.raises(TemplateError) as caught:
+        parse_solve_program(reply)
+    assert caught.value.reason == reason
+    assert parse_solve_program("```python\ndef solve():\n    return 12\n```").startswith("def solve")

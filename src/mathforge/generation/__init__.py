@@ -8,6 +8,7 @@ engine (starting one costs tens of seconds on CPU).
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Iterable, Literal
 
 from pydantic import Field
@@ -54,6 +55,11 @@ class ScriptedConfig(Section):
     latency_s: float = Field(
         default=0.0, ge=0.0, description="Seconds each generate call sleeps, to stand in for a model's latency."
     )
+    answers: dict[str, str] = Field(
+        default_factory=dict,
+        description="problem_id -> the answer the scripted model believes (its correct responses give it, its "
+        "wrong ones are near it); other problems: their reference. Plants wrong references for the audit.",
+    )
 
 
 class GenerationConfig(Section):
@@ -74,8 +80,9 @@ class GenerationConfig(Section):
 def make_generator(config: GenerationConfig, *, problems: Iterable[ScriptedProblem] = ()) -> Generator:
     """Build the configured backend; `problems` tells the scripted backend what it may be asked."""
     if config.backend == "scripted":
+        believed = config.scripted.answers
         return ScriptedGenerator(
-            problems,
+            [replace(p, answer=believed.get(p.problem_id, p.answer)) for p in problems],
             pass_rate=config.scripted.pass_rate,
             seed=config.scripted.seed,
             latency_s=config.scripted.latency_s,

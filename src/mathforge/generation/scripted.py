@@ -188,3 +188,31 @@ class ScriptedGenerator:
             results.append(LogLikelihood(sum_logprob=per_token * n_tokens, n_tokens=n_tokens))
         return results
 
+
+def planted_references(
+    n_problems: int, *, every: int = 10, seed: int = 0
+) -> tuple[list[tuple[str, str, str]], ScriptedGenerator, set[str]]:
+    """A reference-audit scenario: every `every`-th problem carries a wrong reference the model does not share.
+
+    Returns (problem_id, text, reference) triples, a generator that knows the
+    true answers (`generator.problems`), and the planted problem ids. A
+    problem's pass rate (the share of the model's responses giving its
+    answer) is drawn from [0.55, 0.95] on planted problems, so the model's
+    majority answer differs from the reference there, and from [0.2, 0.95]
+    elsewhere. Planted offsets include ones the
+    model's wrong answers also take (+1), so some responses "verify" against
+    the wrong reference.
+    """
+    rng = random.Random(seed)
+    rows, truth, rates, planted = [], [], {}, set()
+    for i in range(n_problems):
+        problem_id, text, true = f"p{i}", f"Problem {i}: a shop packs {i + 3} boxes. How many?", 100 + 7 * i
+        is_planted = i % every == every // 3
+        reference = true + rng.choice([5, -4, 1, 12]) if is_planted else true
+        rows.append((problem_id, text, str(reference)))
+        truth.append(ScriptedProblem(problem_id, text, str(true)))
+        rates[problem_id] = rng.uniform(0.55, 0.95) if is_planted else rng.uniform(0.2, 0.95)
+        if is_planted:
+            planted.add(problem_id)
+    return rows, ScriptedGenerator(truth, pass_rate=rates, seed=seed), planted
+

@@ -34,9 +34,13 @@ from scipy.stats import nbinom
 from mathforge.config import Section
 from mathforge.generation.base import GenerationParams, Generator, Prompt, prompt_hash
 from mathforge.records import Problem, QueryInfo, Sample, Verdict, judged_sample, stable_id
+from mathforge.synthesis.reference_audit import ReferenceAuditConfig
 
 VerifyMany = Callable[[list[tuple[str, str]]], list[Verdict]]
 PromptFn = Callable[[Problem], Prompt]
+#: Whether a problem asks for a decimal (verify.asks_for_decimal); given, `verify_many` also takes
+#: `decimal_requested=[flag per pair]` (VerifierPool.verify_many does), for the approximate_constants policy.
+DecimalRequested = Callable[[Problem], bool]
 
 
 class DartConfig(Section):
@@ -64,6 +68,10 @@ class DartConfig(Section):
     max_tokens: int = Field(default=512, ge=1, description="Longest response, tokens.")
     keep_negatives: bool = Field(default=True, description="Also output incorrect/unjudgeable samples (for self-correction).")
     seed: int = Field(default=0, description="Base seed; round r uses a seed derived from (seed, r).")
+    reference_audit: ReferenceAuditConfig = Field(
+        default_factory=ReferenceAuditConfig,
+        description="Audit of reference answers against the sampled answers, run after sampling.",
+    )
 
     def params(self, n: int, round_index: int) -> GenerationParams:
         """Sampling parameters of a round, `n` completions per prompt."""
@@ -234,6 +242,7 @@ def sample_round(
     round_index: int,
     prompt_fn: PromptFn,
     verifier: str,
+    decimal_requested: DecimalRequested | None = None,
 ) -> list[Sample]:
     """Generate and verify one round for every unsatisfied query; return the round's samples.
 
@@ -252,7 +261,11 @@ def sample_round(
         prompts = [prompt_fn(problem) for problem in members]
         outputs = generator.generate(prompts, params)
         pairs = [(problem.answer, c.text) for problem, completions in zip(members, outputs) for c in completions]
-        verdicts = iter(verify_many(pairs))
+        if decimal_requested is None:
+            verdicts = iter(verify_many(pairs))
+        else:
+            flags = [decimal_requested(problem) for problem, completions in zip(members, outputs) for _ in completions]
+            verdicts = iter(verify_many(pairs, decimal_requested=flags))
         for problem, prompt, completions in zip(members, prompts, outputs):
             judged = []
             for completion in completions:
@@ -344,8 +357,12 @@ def run_dart(
     verifier: str = "",
     rounds_done: Sequence[Sequence[Sample]] = (),
     on_round: Callable[[int, list[Sample]], None] | None = None,
+    decimal_requested: DecimalRequested | None = None,
 ) -> DartResult:
     """Run DART rounds until every query is satisfied or `max_rounds`; resume after `rounds_done`.
+
+    `decimal_requested(problem)`, when given, is passed per pair to
+    `verify_many` (see DecimalRequested).
 
     `on_round(index, samples)` is called after each round is verified, before
     the next starts: the caller commits it (the run store), so a killed run
@@ -367,6 +384,7 @@ def run_dart(
             round_index=len(rounds),
             prompt_fn=prompt_fn,
             verifier=verifier,
+            decimal_requested=decimal_requested,
         )
         if on_round is not None:
             on_round(len(rounds), samples)

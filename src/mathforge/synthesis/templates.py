@@ -20,11 +20,13 @@ execution, never guessed by a model.
   (`template_files.py`). Both carry a chain-of-thought solution template whose
   placeholders are filled from the program's intermediate values.
 - **Paraphrase** (TeLL, Kang et al., 2024): an LLM rewrites an instance's
-  wording and context. TeLL relies on the template for correctness; here a
-  paraphrase must keep exactly the same numbers, and the LLM must also write a
-  program for its own wording whose executed answer verifies against the
-  instance's answer (`paraphrase`), so a rewording that changes the
-  arithmetic (e.g. "gives away" -> "receives") is caught.
+  wording and context. TeLL relies on the template for correctness; here the
+  paraphraser is not trusted (`paraphrase_check.py`): the rewording must keep
+  the same numbers as values (digits, number words, fractions, percents), and
+  programs written by a fresh solver that sees only the rewording must
+  reproduce the instance's answer when executed (`paraphrase`). A rewording
+  that changes the mathematics while keeping its numbers (roles swapped,
+  "gives away" -> "receives") is caught when the solver reads it as written.
 
 Structured output: the `Generator` protocol has no schema-constrained
 decoding, so replies are parsed from fenced JSON / Python blocks, and every
@@ -52,6 +54,7 @@ from mathforge.config import Section
 from mathforge.generation.base import GenerationParams, Generator
 from mathforge.prompts import chat
 from mathforge.records import Problem, Rejected, Template, stable_id
+from mathforge.synthesis.paraphrase_check import SolveAttempt, number_change, solve_outcome
 
 if TYPE_CHECKING:
     from mathforge.sandbox import SandboxPool
@@ -102,7 +105,7 @@ class DecoupleConfig(Section):
 
 
 class ParaphraseConfig(Section):
-    """LLM rewording of instances (TeLL), kept only when numbers and answer survive."""
+    """LLM rewording of instances (TeLL), kept only when its numbers and an independent solve agree."""
 
     enabled: bool = Field(default=False, description="Paraphrase instances.")
     max_problems: int | None = Field(default=None, ge=0, description="Most instances sent to the LLM; None: all.")
@@ -110,6 +113,23 @@ class ParaphraseConfig(Section):
         default_factory=lambda: CallConfig(temperature=0.7, max_tokens=512),
         description="Sampling of the paraphrase replies.",
     )
+    solve: CallConfig = Field(
+        default_factory=lambda: CallConfig(n=3, temperature=0.7, max_tokens=512),
+        description="Sampling of the independent solve: `n` programs per rewording, written from the "
+        "reworded text alone (prompt solve_program).",
+    )
+    min_reproducing: int = Field(
+        default=2,
+        ge=1,
+        description="Least number of independent programs whose executed answer must verify against the "
+        "instance's answer for the rewording to be kept.",
+    )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> ParaphraseConfig:
+        if self.min_reproducing > self.solve.n:
+            raise ValueError(f"min_reproducing ({self.min_reproducing}) exceeds solve.n ({self.solve.n})")
+        return self
 
 
 class TemplateSynthesisConfig(Section):
@@ -178,11 +198,17 @@ class InstantiateResult:
 
 @dataclass(frozen=True)
 class ParaphraseResult:
-    """Accepted paraphrases (new rows), one Rejected row per refused reply, and counts by reason."""
+    """Accepted paraphrases (new rows), one Rejected row per refused reply, and counts by reason.
+
+    `n_solutions` independent programs were run for rewordings that passed
+    the number check; `n_reproducing` of them reproduced the answer.
+    """
 
     problems: list[Problem]
     rejected: list[Rejected]
     counts: dict[str, int] = field(default_factory=dict)
+    n_solutions: int = 0
+    n_reproducing: int = 0
 
 
 def _rejected(stage: str, row_id: str, problem_id: str | None, reason: str, detail: str | None) -> Rejected:
@@ -1236,49 +1262,66 @@ def _instance(
     )
 
 
-_NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+def parse_paraphrase(reply: str) -> str:
+    """The problem text of a paraphrase reply; raise TemplateError on an empty text.
 
-
-def numbers_in(text: str) -> Counter[Fraction]:
-    """The multiset of numbers written in digits in `text` (signs ignored, '1,200' is 1200, '2.50' is 2.5).
-
-    >>> sorted(numbers_in("Buy 3 pens at $2.50 and 1,200 clips.").elements())
-    [Fraction(5, 2), Fraction(3, 1), Fraction(1200, 1)]
+    The text is what precedes any fenced block (a program the model adds
+    anyway is ignored: it is never run), without a leading 'Problem:' label.
     """
-    return Counter(Fraction(match.group(0).replace(",", "")) for match in _NUMBER.finditer(text))
+    text = reply.split("```", 1)[0].strip()
+    text = re.sub(r"^\**\s*(rewritten\s+)?problem\s*:?\s*\**\s*", "", text, flags=re.I).strip()
+    if not text:
+        raise TemplateError("unparsable_reply", "no problem text")
+    return text
 
 
-def parse_paraphrase(reply: str) -> tuple[str, str | None]:
-    """Split a paraphrase reply into (problem text, program or None); raise TemplateError on an empty text.
-
-    The text is what precedes the first fenced block, without a leading
-    'Problem:' label; the program is the first ```python block.
-    """
+def parse_solve_program(reply: str) -> str:
+    """The zero-argument `solve` program of an independent-solve reply; raise TemplateError when there is none."""
     blocks = [(language.lower(), body) for language, body in _FENCE.findall(reply)]
     program = next(
         (body for language, body in blocks if language in ("python", "py", "") and "def solve" in body), None
     )
-    text = reply.split("```", 1)[0].strip()
-    text = re.sub(r"^\**\s*(rewritten\s+)?problem\s*:?\s*\**\s*", "", text, flags=re.I).strip()
-    if not text:
-        raise TemplateError("unparsable_reply", "no problem text before the program")
-    return text, program
-
-
-def _paraphrase_text_failure(
-    text: str, program: str | None, is_unchanged: bool, numbers: Counter[Fraction]
-) -> tuple[str, str | None] | None:
-    """Check a paraphrase before running it: new wording, the same numbers, a zero-argument solve."""
-    if is_unchanged:
-        return "paraphrase_unchanged", None
-    found = numbers_in(text)
-    if found != numbers:
-        lost, added = sorted(map(str, (numbers - found).elements())), sorted(map(str, (found - numbers).elements()))
-        return "paraphrase_number_changed", f"missing {lost}, added {added}"
     if program is None:
-        return "missing_program", "no ```python block defining solve()"
+        raise TemplateError("missing_program", "no ```python block defining solve()")
     _check_program(program, set())
-    return None
+    return program
+
+
+def _solve_attempts(
+    candidates: Sequence[tuple[Problem, str]],
+    generator: Generator,
+    *,
+    pool: SandboxPool,
+    config: TemplateSynthesisConfig,
+    verify_config: VerifyConfig,
+) -> list[list[SolveAttempt]]:
+    """Have a fresh solver write `solve.n` programs per reworded text (text only), run them, compare answers."""
+    from mathforge.verify import compare_answers
+
+    prompts = [chat("solve_program", problem=text) for _, text in candidates]
+    replies = generator.generate(prompts, config.paraphrase.solve.generation_params())
+    attempts: list[list[SolveAttempt | None]] = []
+    batches, places = [], []
+    for number, completions in enumerate(replies):
+        row: list[SolveAttempt | None] = []
+        for index, completion in enumerate(completions):
+            try:
+                batches.append((parse_solve_program(completion.text), [{}]))
+                places.append((number, index))
+                row.append(None)
+            except TemplateError as error:
+                row.append(SolveAttempt(answer=None, reproduces=False, failure=error.reason))
+        attempts.append(row)
+    outcomes = run_batches(pool, batches, timeout_s=config.timeout_s)
+    for (number, index), (outcome,) in zip(places, outcomes, strict=True):
+        problem = candidates[number][0]
+        if outcome.error is not None:
+            attempts[number][index] = SolveAttempt(answer=None, reproduces=False, failure="program_error")
+            continue
+        answer = _answer_text(outcome, answer_type_of(problem.answer) or "decimal", config.max_decimal_places)
+        reproduces = answer is not None and compare_answers(problem.answer, answer, verify_config).is_correct is True
+        attempts[number][index] = SolveAttempt(answer=outcome.answer, reproduces=reproduces)
+    return [[attempt for attempt in row if attempt is not None] for row in attempts]
 
 
 def paraphrase(
@@ -1289,23 +1332,27 @@ def paraphrase(
     config: TemplateSynthesisConfig,
     verify_config: VerifyConfig,
 ) -> ParaphraseResult:
-    """Reword instances with an LLM; keep a rewording only if its numbers and its executed answer are unchanged.
+    """Reword instances with an LLM; keep a rewording whose numbers and independently solved answer are unchanged.
 
     Reads `problem_id`, `problem`, `answer` (and copies `program`,
     `template_id`, `variables_json`, `seed_problem_id`, `source`). The
-    `paraphrase_problem` prompt asks for the rewritten problem and a `solve()`
-    written for the new wording. A reply is rejected when it cannot be parsed
-    ('unparsable_reply'), repeats the problem ('paraphrase_unchanged'), does
-    not contain exactly the same numbers ('paraphrase_number_changed'), lacks
-    a runnable zero-argument `solve` ('missing_program', or `parse_template`'s
-    program reasons), fails to run ('program_error'), or its answer does not
-    verify against the instance's ('paraphrase_answer_changed'). The first
-    accepted reply per problem becomes a new row (problem_id =
-    stable_id(problem_id, 'paraphrase', text), source '<source>+paraphrase',
-    `solution` None: a templated solution would describe the old wording).
+    `paraphrase_problem` prompt asks for the rewritten problem only. A reply
+    is rejected when it cannot be parsed ('unparsable_reply'), repeats the
+    problem ('paraphrase_unchanged'), or its numbers differ as values from
+    the instance's ('paraphrase_number_changed': digits, number words,
+    fractions and percents compared by value; see `paraphrase_check`). A
+    surviving rewording is given alone to the `solve_program` prompt
+    (`paraphrase.solve.n` programs, no original in context); each program runs
+    in the sandbox and its answer is verified against the instance's. Fewer
+    than `paraphrase.min_reproducing` reproducing programs reject it:
+    'paraphrase_answer_changed' when some program gave another answer,
+    'solve_failed' when none ran to an answer. The first accepted reply per
+    problem becomes a new row (problem_id = stable_id(problem_id,
+    'paraphrase', text), source '<source>+paraphrase', `solution` None: a
+    templated solution would describe the old wording); later ones are
+    'surplus_paraphrase'.
     """
     from mathforge.curate.text import normalize_texts
-    from mathforge.verify import compare_answers
 
     chosen = list(problems if config.paraphrase.max_problems is None else problems[: config.paraphrase.max_problems])
     if not config.paraphrase.enabled or not chosen:
@@ -1314,42 +1361,38 @@ def paraphrase(
     replies = generator.generate(prompts, config.paraphrase.params.generation_params())
 
     rejected: list[Rejected] = []
-    runnable: list[tuple[Problem, int, str]] = []
-    batches = []
+    candidates: list[tuple[Problem, str]] = []
+    indices: list[int] = []
     for problem, completions in zip(chosen, replies, strict=True):
         original_key = normalize_texts([problem.problem]).to_pylist()[0]
-        numbers = numbers_in(problem.problem)
         for index, completion in enumerate(completions):
             try:
-                text, program = parse_paraphrase(completion.text)
-                failure = _paraphrase_text_failure(
-                    text, program, normalize_texts([text]).to_pylist()[0] == original_key, numbers
-                )
+                text = parse_paraphrase(completion.text)
             except TemplateError as error:
-                failure = (error.reason, error.detail)
+                failure: tuple[str, str | None] | None = (error.reason, error.detail)
+            else:
+                changed = number_change(problem.problem, text)
+                if normalize_texts([text]).to_pylist()[0] == original_key:
+                    failure = ("paraphrase_unchanged", None)
+                elif changed is not None:
+                    failure = ("paraphrase_number_changed", changed)
+                else:
+                    failure = None
             if failure is not None:
                 rejected.append(
                     _rejected(PARAPHRASE_STAGE, f"{problem.problem_id}#{index}", problem.problem_id, *failure)
                 )
                 continue
-            runnable.append((problem, index, text))
-            batches.append((program, [{}]))
+            candidates.append((problem, text))
+            indices.append(index)
 
     accepted: dict[str, Problem] = {}
-    outcomes = run_batches(pool, batches, timeout_s=config.timeout_s)
-    for (problem, index, text), (outcome,) in zip(runnable, outcomes, strict=True):
-        answer_type = answer_type_of(problem.answer) or "decimal"
-        answer = _answer_text(outcome, answer_type, config.max_decimal_places)
-        if outcome.error is not None:
-            failure = ("program_error", outcome.error)
-        elif answer is None or compare_answers(problem.answer, answer, verify_config).is_correct is not True:
-            failure = (
-                "paraphrase_answer_changed",
-                f"the rewording's program gives {outcome.answer!r}, not {problem.answer}",
-            )
-        elif problem.problem_id in accepted:
+    attempts = _solve_attempts(candidates, generator, pool=pool, config=config, verify_config=verify_config)
+    for (problem, text), index, tries in zip(candidates, indices, attempts, strict=True):
+        failure = solve_outcome(tries, min_reproducing=config.paraphrase.min_reproducing)
+        if failure is None and problem.problem_id in accepted:
             failure = ("surplus_paraphrase", f"already paraphrased as {accepted[problem.problem_id].problem_id}")
-        else:
+        if failure is None:
             accepted[problem.problem_id] = problem.model_copy(
                 update={
                     "problem_id": stable_id(problem.problem_id, "paraphrase", text),
@@ -1360,4 +1403,10 @@ def paraphrase(
             )
             continue
         rejected.append(_rejected(PARAPHRASE_STAGE, f"{problem.problem_id}#{index}", problem.problem_id, *failure))
-    return ParaphraseResult(problems=list(accepted.values()), rejected=rejected, counts=_count(rejected))
+    return ParaphraseResult(
+        problems=list(accepted.values()),
+        rejected=rejected,
+        counts=_count(rejected),
+        n_solutions=sum(len(tries) for tries in attempts),
+        n_reproducing=sum(attempt.reproduces for tries in attempts for attempt in tries),
+    )

@@ -11,11 +11,12 @@ from mathforge.verify.compare import compare_answers
 from mathforge.verify.config import VerifyConfig, verifier_name
 from mathforge.verify.extract import extract_answer
 from mathforge.verify.pool import VerifierPool
-from mathforge.verify.verifier import verify_answer
+from mathforge.verify.verifier import asks_for_decimal, verify_answer
 
 __all__ = [
     "VerifierPool",
     "VerifyConfig",
+    "asks_for_decimal",
     "compare_answers",
     "extract_answer",
     "verifier_name",

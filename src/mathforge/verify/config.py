@@ -67,6 +67,19 @@ class VerifyConfig(Section):
             "(rounded or truncated: 1.414 for \\sqrt{2}, 125.663 for 40\\pi). 0 disables."
         ),
     )
+    approximate_constants: Literal["when_asked", "always", "never"] = Field(
+        default="when_asked",
+        description=(
+            "May a decimal answer stand for an exact irrational reference (1.414 for \\sqrt{2}, 125.663 for "
+            "40\\pi, including 16-digit float printouts)? A decimal reference (the problem asked for one) "
+            "accepts the exact value it rounds under every policy. 'never': no, only an exact form is correct; 'always': yes, "
+            "within approx_min_digits / rel_tol; 'when_asked': only when the problem asks for a decimal "
+            "(rounding, decimal places, 'approximately'...; see verify.asks_for_decimal). The caller passes "
+            "that fact as `decimal_requested`; when it is unknown (None, a bare answer pair) 'when_asked' "
+            "accepts. Decimals for non-terminating rationals (0.3333 for 1/3) are governed by "
+            "approx_min_digits alone."
+        ),
+    )
     timeout_s: float = Field(
         default=5.0, gt=0.0, description="Hard wall-clock limit per pair in VerifierPool, seconds."
     )
@@ -115,7 +128,7 @@ def verifier_name(config: VerifyConfig) -> str:
     'mathforge-verify/strict+percent=fraction'
     """
     default = VerifyConfig()
-    policy_fields = ("percent", "units", "list_order", "rel_tol", "approx_min_digits")
+    policy_fields = ("percent", "units", "list_order", "rel_tol", "approx_min_digits", "approximate_constants")
     changed = [
         f"{name}={getattr(config, name)}"
         for name in policy_fields

@@ -10,16 +10,19 @@ Math-Verify's extraction targets):
 3. the last answer phrase: "Final Answer: The final answer is $X$. I hope it
    is correct." (Minerva), "The answer is", "Answer:", "Answer $X$"; inside the
    phrase a math span wins, and prose is cut to what follows its last "is";
+4. the GSM8K model-solution convention: the last line of what follows a final
+   `A:` line label (`Q: ... A: 72`), reduced like an answer phrase;
 
 then, in lenient mode only:
 
-4. a response that is nothing but an answer (`2x + 3`, `10 square units`);
-5. the last math span (`$...$`, `\(...\)`, `\[...\]`; inline ones may not span
+5. a response that is nothing but an answer (`2x + 3`, `10 square units`);
+6. the last math span (`$...$`, `\(...\)`, `\[...\]`; inline ones may not span
    lines), bold span or number, whichever ends last.
 
 Before searching, JSON double escaping is undone, a chat-template turn marker
-(`<|im_start|>` ...) ends the response, and a `<think>` block is skipped when
-an answer follows it. Extended beyond Math-Verify: prose inside an answer
+(`<|im_start|>` ...) ends the response, so does a `Q:` line after an `A:` line
+(a few-shot model inventing the next question), and a `<think>` block is
+skipped when an answer follows it. Extended beyond Math-Verify: prose inside an answer
 phrase is reduced to its value, and unit-only trailing words keep a response
 "bare". Every step is linear in the response length.
 """
@@ -37,6 +40,11 @@ _ANSWER_MARKER = re.compile(
     r"(?i)(?:final\s+answer|the\s+answers?|\banswers?)(?:\s+(?:is|are|would\s+be|will\s+be)\s*:?|\s*\**\s*[:：=])\s*"
     r"|(?i:\b(?:final\s+)?answer)\s*(?=\$|\\\(|\\\[)"
 )
+# GSM8K few-shot turns: "Q: <question>" then "A: <solution>", each label at a line start.
+_A_LINE = re.compile(r"(?m)^[ \t]*\**A\**[ \t]*[:：][ \t]*")
+_Q_LINE = re.compile(r"(?m)^[ \t]*\**Q\**[ \t]*[:：]")
+# Multiple-choice options ("A: 3", "B: 4") are not a solution line.
+_OPTION_LINE = re.compile(r"(?m)^[ \t]*\(?[B-E]\)?[ \t]*[:：)]")
 _SEPARATOR = re.compile(r"\b(?:and|or)\b|,|;")
 # Words by which a model takes back an earlier boxed answer instead of adding to it.
 _CORRECTION = re.compile(r"(?i)\b(?:wrong|incorrect|not|mistake|actually|wait|instead|rather|correct(?:ion|ed)?)\b")
@@ -81,7 +89,7 @@ def extract_answer(response: str, *, mode: str = "lenient") -> str | None:
     """
     if mode not in ("strict", "lenient"):
         raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
-    text = _cut_turns(unescape(response))
+    text = _cut_follow_up_question(_cut_turns(unescape(response)))
     thinking, answer_part = _split_thinking(text)
     # Strict mode trusts the thinking only when nothing follows it; lenient mode falls back to it.
     parts = (answer_part, thinking) if mode == "lenient" or not answer_part.strip() else (answer_part,)
@@ -106,6 +114,15 @@ def _cut_turns(text: str) -> str:
     return _TURN_MARKER.sub("", text)
 
 
+def _cut_follow_up_question(text: str) -> str:
+    """End the response at a `Q:` line that follows an `A:` line: the model began the next few-shot turn."""
+    answer = _A_LINE.search(text)
+    if answer is None:
+        return text
+    question = _Q_LINE.search(text, answer.end())
+    return text[: question.start()] if question else text
+
+
 def _split_thinking(text: str) -> tuple[str, str]:
     """Return (thinking, answer part); a response without a closed think block is all answer."""
     if "</think>" in text:
@@ -128,7 +145,30 @@ def _explicit_answer(text: str) -> str | None:
         if segment:
             found.append((marker.start(), segment))
             break
+    a_line = _a_line_answer(text)
+    if a_line is not None:
+        found.append(a_line)
     return max(found)[1] if found else None
+
+
+def _a_line_answer(text: str) -> tuple[int, str] | None:
+    """Return (start, answer) from the last line of what follows the final `A:` label, if any.
+
+    Few-shot GSM8K solutions are "A: <reasoning>" whose last line carries the
+    result ("A: 72", "A: ... so she makes $18."). Skipped for multiple-choice
+    option lists ("A: 3" followed by "B: 4").
+    """
+    labels = list(_A_LINE.finditer(text))
+    if not labels:
+        return None
+    rest = text[labels[-1].end() :]
+    if _OPTION_LINE.search(rest):
+        return None
+    lines = [line for line in rest.splitlines() if line.strip()]
+    if not lines:
+        return None
+    segment = _refine(_leading_span(lines[-1].strip()) or lines[-1])
+    return (labels[-1].start(), segment) if segment else None
 
 
 def last_boxed(text: str) -> tuple[int, str] | None:

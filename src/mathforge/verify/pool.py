@@ -40,7 +40,7 @@ _TRANSIENT_REASONS = frozenset({"timeout", "worker_crashed", "memory_limit"})
 
 
 def _worker_main(connection: Connection, config_json: str) -> None:
-    """Worker loop: receive (task_id, reference, candidate), send back the verdict fields."""
+    """Worker loop: receive (task_id, reference, candidate, decimal_requested), send back the verdict fields."""
     import resource
 
     from mathforge.verify.compare import compare_answers
@@ -58,15 +58,23 @@ def _worker_main(connection: Connection, config_json: str) -> None:
             return
         if message is None:
             return
-        task_id, reference, candidate = message
+        task_id, reference, candidate, decimal_requested = message
         try:
-            verdict = compare_answers(reference, candidate, config)
+            verdict = compare_answers(reference, candidate, config, decimal_requested=decimal_requested)
             reply = (task_id, verdict.is_correct, verdict.reason, verdict.method)
         except MemoryError:
             reply = (task_id, None, "memory_limit", "pool")
         except Exception:  # a verifier bug must cost one pair, not the worker
             reply = (task_id, None, "verifier_error", "pool")
         connection.send(reply)
+
+
+def _flags(pairs: Sequence[tuple[str, str]], decimal_requested: Sequence[bool | None] | None) -> list[bool | None]:
+    if decimal_requested is None:
+        return [None] * len(pairs)
+    if len(decimal_requested) != len(pairs):
+        raise ValueError(f"decimal_requested has {len(decimal_requested)} flags for {len(pairs)} pairs")
+    return list(decimal_requested)
 
 
 class _Worker:
@@ -109,7 +117,7 @@ class VerifierPool:
         if self.config.mp_context == "forkserver":
             self._context.set_forkserver_preload(_PRELOAD)
         self._workers: list[_Worker] = []
-        self._cache: OrderedDict[tuple[str, str, str], Verdict] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str, bool | None], Verdict] = OrderedDict()
         self._lock = threading.Lock()
         self.n_timeouts = 0
         self.n_cache_hits = 0
@@ -151,11 +159,16 @@ class VerifierPool:
                     worker.connection.close()
             self._workers = []
 
-    def verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
+    def verify_many(
+        self, pairs: Sequence[tuple[str, str]], *, decimal_requested: Sequence[bool | None] | None = None
+    ) -> list[Verdict]:
         """Judge (reference, full response) pairs; returns verdicts in input order.
 
         Extraction happens here; `Verdict.extracted` is the extracted answer.
+        `decimal_requested` gives, per pair, whether its problem asks for a
+        decimal (the `approximate_constants` policy); None: unknown for all.
         """
+        flags = _flags(pairs, decimal_requested)
         results: list[Verdict | None] = [None] * len(pairs)
         comparisons: list[tuple[int, str, str]] = []
         for index, (reference, response) in enumerate(pairs):
@@ -168,30 +181,34 @@ class VerifierPool:
                 results[index] = Verdict(is_correct=None, reason="no_answer_found", extracted=None, method="extraction")
                 continue
             comparisons.append((index, reference_answer(reference), extracted))
-        verdicts = self._compare([(reference, answer) for _, reference, answer in comparisons])
+        verdicts = self._compare(
+            [(reference, answer) for _, reference, answer in comparisons], [flags[index] for index, _, _ in comparisons]
+        )
         for (index, _, _), verdict in zip(comparisons, verdicts):
             results[index] = verdict
         return [verdict for verdict in results if verdict is not None]
 
-    def compare_many(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
+    def compare_many(
+        self, pairs: Sequence[tuple[str, str]], *, decimal_requested: Sequence[bool | None] | None = None
+    ) -> list[Verdict]:
         """Compare (reference, already-extracted answer) pairs; returns verdicts in input order."""
-        return self._compare(list(pairs))
+        return self._compare(list(pairs), _flags(pairs, decimal_requested))
 
-    def _compare(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
+    def _compare(self, pairs: list[tuple[str, str]], flags: list[bool | None]) -> list[Verdict]:
         with self._lock:
             self._start_workers()
-            return self._run(pairs)
+            return self._run(pairs, flags)
 
-    def _run(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
-        keys = [(self._config_json, reference, answer) for reference, answer in pairs]
-        verdicts: dict[tuple[str, str, str], Verdict] = {}
+    def _run(self, pairs: list[tuple[str, str]], flags: list[bool | None]) -> list[Verdict]:
+        keys = [(self._config_json, reference, answer, flag) for (reference, answer), flag in zip(pairs, flags)]
+        verdicts: dict[tuple[str, str, str, bool | None], Verdict] = {}
         for key in dict.fromkeys(keys):
             if key in self._cache:
                 self._cache.move_to_end(key)
                 verdicts[key] = self._cache[key]
                 self.n_cache_hits += 1
         tasks = [key for key in dict.fromkeys(keys) if key not in verdicts]
-        for key, verdict in zip(tasks, self._dispatch([(key[1], key[2]) for key in tasks])):
+        for key, verdict in zip(tasks, self._dispatch([(key[1], key[2], key[3]) for key in tasks])):
             verdicts[key] = verdict
             if self.config.cache_size and verdict.reason not in _TRANSIENT_REASONS:
                 self._cache[key] = verdict
@@ -199,11 +216,11 @@ class VerifierPool:
                     self._cache.popitem(last=False)
         return [verdicts[key].model_copy(update={"extracted": key[2]}) for key in keys]
 
-    def _dispatch(self, tasks: list[tuple[str, str]]) -> list[Verdict]:
+    def _dispatch(self, tasks: list[tuple[str, str, bool | None]]) -> list[Verdict]:
         """Run comparisons on the workers, killing and replacing any that overrun."""
         results: list[Verdict | None] = [None] * len(tasks)
         queues: list[deque[int]] = [deque() for _ in self._workers]
-        for task_id, (reference, _) in enumerate(tasks):
+        for task_id, (reference, _, _) in enumerate(tasks):
             queues[zlib.crc32(reference.encode("utf-8", "replace")) % len(queues)].append(task_id)
         remaining = len(tasks)
         while remaining:
