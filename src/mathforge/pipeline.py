@@ -381,8 +381,9 @@ def export_stage(
     """Export the union of `sources` (stage, output) as a dataset version; skipped when it exists.
 
     `upstream` lists every stage of the build in order: their manifests make
-    the card's raw → exported table. The user turn of each row's `messages` is
-    the prompt its strategy was generated with.
+    the card's raw → exported table. The user turn of each row's `prompt` is
+    the prompt its strategy was generated with; `output.tokenizer` decides
+    whether rows are also pre-tokenized (input_ids, completion_mask).
     """
     from mathforge.export import export_dataset
     from mathforge.generation.embedded import model_checksum
@@ -419,6 +420,7 @@ def export_stage(
             manifests=[r.manifest for r in upstream],
             meta=meta,
             extra_tables={"quarantine": quarantine} if quarantine.num_rows else None,
+            tokenizer=config.output.tokenizer_model(config.generation.backend, config.generation.model),
         )
         log.info("exported %d rows to %s", samples.num_rows, path)
         return StageSummary(rows_in=samples.num_rows, rows_out=samples.num_rows), {"export_path": str(path)}
