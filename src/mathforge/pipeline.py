@@ -419,12 +419,10 @@ def export_stage(
     """
     from mathforge.export import export_dataset
     from mathforge.generation.embedded import model_checksum
-    from mathforge.synthesis.self_correction import SOLVE_PROMPTS, STRATEGIES
+    from mathforge.synthesis.self_correction import prompt_by_strategy
 
     version = fingerprint([config.output, [r.fingerprint for r in upstream], [r.fingerprint for r, _ in sources]])
     export_dir = Path(config.output.export_dir)
-    prompt_by_strategy = {STRATEGIES[mode]: name for mode, name in SOLVE_PROMPTS.items()}
-    prompt_by_strategy[STRATEGIES["correction"]] = config.self_correction.attempt_prompt
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
         samples = read_sources(sources, include_surplus=config.output.include_surplus)
@@ -447,7 +445,7 @@ def export_stage(
             version=version,
             prompt=config.output.prompt,
             system_prompt=config.output.system_prompt,
-            prompt_by_strategy=prompt_by_strategy,
+            prompt_by_strategy=prompt_by_strategy(config.self_correction.attempt_prompt),
             query_info=info,
             manifests=[r.manifest for r in upstream],
             meta=meta,
