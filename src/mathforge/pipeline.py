@@ -125,7 +125,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     With `templates.emit_solutions` it also writes `solutions`: Sample rows
     whose response is an instance's rendered solution (verified, strategy
     'template-solution'); instances not used are `rejected` rows of stage
-    'template_solution', counted as `solutions_*` (they are not problem drops).
+    'template_solution', counted in the manifest's 'solutions' step (they are
+    not problem drops).
     """
     from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
     from mathforge.sandbox import SandboxPool
@@ -169,12 +170,14 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
             "data": to_table(problems, PROBLEM_SCHEMA),
             "templates": to_table(templates, TEMPLATE_SCHEMA),
         }
-        solution_rejected = []
+        solution_rejected, steps = [], []
         if section.emit_solutions:
             made_rows = _template_solution_rows(config, problems, tokenizer_model)
             outputs["solutions"] = to_table(made_rows.samples, SAMPLE_SCHEMA)
             solution_rejected = made_rows.rejected
-            counts.update({f"solutions_{k}": v for k, v in made_rows.counts.items()})
+            drops = {k: v for k, v in made_rows.counts.items() if k != "kept"}
+            # A step of its own in the card: problems in, SFT rows out (not problem drops).
+            steps.append({"step": "solutions", "rows_in": len(problems), "rows_out": len(made_rows.samples), "drop_reasons": drops})
         outputs["rejected"] = to_table(rejected + solution_rejected, REJECTED_SCHEMA)
         stage.write_shard(0, outputs)
         summary = StageSummary(rows_in=len(problems) + len(rejected), rows_out=len(problems))
@@ -182,7 +185,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
         summary.counts.update({k: v for k, v in counts.items() if isinstance(v, (int, float))})
         summary.counts["templates"] = len(templates)
         log.info("templates: %d templates, %d problems, %d rejected", len(templates), len(problems), len(rejected))
-        return summary
+        return summary, {"steps": steps}
 
     return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
 
