@@ -32,6 +32,7 @@ from mathforge.records import (
 )
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
 from mathforge.synthesis.dart import run_dart
+from mathforge.synthesis.template_solutions import SolutionRowsResult, solution_samples
 from mathforge.verify import VerifierPool, verifier_name
 
 log = logging.getLogger("mathforge")
@@ -142,7 +143,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     if section.emit_solutions:
         stage_config += [config.output.prompt, tokenizer_model]
 
-    def work(stage: Stage) -> StageSummary:
+    def work(stage: Stage) -> tuple[StageSummary, dict]:
         seeds = read_problems(seeds_result)
         templates = load_authored_templates(Path(section.authored_dir), ids=section.templates)
         rejected = []
@@ -190,10 +191,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
 
 
-def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None):
+def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None) -> SolutionRowsResult:
     """Verified template-solution Samples of `problems` (synthesis.template_solutions)."""
-    from mathforge.synthesis.template_solutions import solution_samples
-
     options = {}
     if tokenizer_model is not None:
         from mathforge.conversation import load_tokenizer
