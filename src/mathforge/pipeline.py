@@ -32,6 +32,7 @@ from mathforge.records import (
 )
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
 from mathforge.synthesis.dart import run_dart
+from mathforge.synthesis.template_solutions import SolutionRowsResult, solution_samples
 from mathforge.verify import VerifierPool, asks_for_decimal, verifier_name
 
 log = logging.getLogger("mathforge")
@@ -122,6 +123,11 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     Reads the seed problems; writes `data` (new problems with answer, program,
     template_id, variables_json, seed_problem_id), `templates` (the templates
     used) and `rejected` (templates, instances and paraphrases dropped, with reasons).
+    With `templates.emit_solutions` it also writes `solutions`: Sample rows
+    whose response is an instance's rendered solution (verified, strategy
+    'template-solution'); instances not used are `rejected` rows of stage
+    'template_solution', counted in the manifest's 'solutions' step (they are
+    not problem drops).
     """
     from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
     from mathforge.sandbox import SandboxPool
@@ -132,8 +138,12 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     authored_digest = _file_digest(section.authored_dir)
     prompt_names = ["decouple_numbers", "paraphrase_problem", "solve_program"]
     stage_config = [section, authored_digest, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
+    # Template solutions' token counts use the export's tokenizer, when there is one.
+    tokenizer_model = config.output.tokenizer_model(config.generation.backend, config.generation.model)
+    if section.emit_solutions:
+        stage_config += [config.output.prompt, tokenizer_model]
 
-    def work(stage: Stage) -> StageSummary:
+    def work(stage: Stage) -> tuple[StageSummary, dict]:
         seeds = read_problems(seeds_result)
         templates = load_authored_templates(Path(section.authored_dir), ids=section.templates)
         rejected = []
@@ -158,22 +168,46 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
                 rejected += rewritten.rejected
                 counts.update({f"paraphrase_{k}": v for k, v in rewritten.counts.items()})
                 counts.update(paraphrase_solutions=rewritten.n_solutions, paraphrase_reproducing=rewritten.n_reproducing)
-        stage.write_shard(
-            0,
-            {
-                "data": to_table(problems, PROBLEM_SCHEMA),
-                "templates": to_table(templates, TEMPLATE_SCHEMA),
-                "rejected": to_table(rejected, REJECTED_SCHEMA),
-            },
-        )
+        outputs = {
+            "data": to_table(problems, PROBLEM_SCHEMA),
+            "templates": to_table(templates, TEMPLATE_SCHEMA),
+        }
+        solution_rejected, steps = [], []
+        if section.emit_solutions:
+            made_rows = _template_solution_rows(config, problems, tokenizer_model)
+            outputs["solutions"] = to_table(made_rows.samples, SAMPLE_SCHEMA)
+            solution_rejected = made_rows.rejected
+            drops = {k: v for k, v in made_rows.counts.items() if k != "kept"}
+            # A step of its own in the card: problems in, SFT rows out (not problem drops).
+            steps.append({"step": "solutions", "rows_in": len(problems), "rows_out": len(made_rows.samples), "drop_reasons": drops})
+        outputs["rejected"] = to_table(rejected + solution_rejected, REJECTED_SCHEMA)
+        stage.write_shard(0, outputs)
         summary = StageSummary(rows_in=len(problems) + len(rejected), rows_out=len(problems))
         summary.drop_reasons.update(f"{r.stage}:{r.reason}" for r in rejected)
         summary.counts.update({k: v for k, v in counts.items() if isinstance(v, (int, float))})
         summary.counts["templates"] = len(templates)
         log.info("templates: %d templates, %d problems, %d rejected", len(templates), len(problems), len(rejected))
-        return summary
+        return summary, {"steps": steps}
 
     return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
+
+
+def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None) -> SolutionRowsResult:
+    """Verified template-solution Samples of `problems` (synthesis.template_solutions)."""
+    options = {}
+    if tokenizer_model is not None:
+        from mathforge.conversation import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_model)
+        options["count_tokens"] = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    with VerifierPool(config.verification) as pool:
+        return solution_samples(
+            problems,
+            verify_many=pool.verify_many,
+            prompt=config.output.prompt,
+            verifier=verifier_name(config.verification),
+            **options,
+        )
 
 
 def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict:
@@ -400,20 +434,19 @@ def export_stage(
     """Export the union of `sources` (stage, output) as a dataset version; skipped when it exists.
 
     `upstream` lists every stage of the build in order: their manifests make
-    the card's raw → exported table. The user turn of each row's `messages` is
-    the prompt its strategy was generated with. Rows of problems the reference
-    audit quarantined (listed in `query_info`'s manifest) are not exported.
+    the card's raw → exported table. The user turn of each row's `prompt` is
+    the prompt its strategy was generated with; `output.tokenizer` decides
+    whether rows are also pre-tokenized (input_ids, completion_mask). Rows of
+    problems the reference audit quarantined (listed in `query_info`'s
+    manifest) are not exported.
     """
-    from mathforge.synthesis.reference_audit import quarantined_problem_ids
-
     from mathforge.export import export_dataset
     from mathforge.generation.embedded import model_checksum
-    from mathforge.synthesis.self_correction import SOLVE_PROMPTS, STRATEGIES
+    from mathforge.synthesis.reference_audit import quarantined_problem_ids
+    from mathforge.synthesis.self_correction import prompt_by_strategy
 
     version = fingerprint([config.output, [r.fingerprint for r in upstream], [r.fingerprint for r, _ in sources]])
     export_dir = Path(config.output.export_dir)
-    prompt_by_strategy = {STRATEGIES[mode]: name for mode, name in SOLVE_PROMPTS.items()}
-    prompt_by_strategy[STRATEGIES["correction"]] = config.self_correction.attempt_prompt
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
         samples = read_sources(sources, include_surplus=config.output.include_surplus)
@@ -439,11 +472,12 @@ def export_stage(
             version=version,
             prompt=config.output.prompt,
             system_prompt=config.output.system_prompt,
-            prompt_by_strategy=prompt_by_strategy,
+            prompt_by_strategy=prompt_by_strategy(config.self_correction.attempt_prompt),
             query_info=info,
             manifests=[r.manifest for r in upstream],
             meta=meta,
             extra_tables={"quarantine": quarantine} if quarantine.num_rows else None,
+            tokenizer=config.output.tokenizer_model(config.generation.backend, config.generation.model),
         )
         log.info("exported %d rows to %s", samples.num_rows, path)
         summary = StageSummary(rows_in=n_read, rows_out=samples.num_rows)
