@@ -182,6 +182,14 @@ class Rejected(Record):
     problem_id: str | None
     reason: str
     detail: str | None = Field(default=None, description="Free text: what matched, which benchmark item, ...")
+    benchmark: str | None = Field(default=None, description="Decontamination: the benchmark the row matched.")
+    benchmark_item_id: str | None = Field(default=None, description="Decontamination: id of the matched benchmark item.")
+    layer: str | None = Field(
+        default=None, description="Decontamination: the layer that flagged it (exact, ngram, ngram_masked, embedding, llm)."
+    )
+    score: float | None = Field(
+        default=None, description="Decontamination: share of n-grams matched, or cosine to the item (embedding, llm)."
+    )
 
 
 MESSAGE_TYPE = pa.struct([pa.field("role", pa.string(), nullable=False), pa.field("content", pa.string(), nullable=False)])
@@ -283,6 +291,10 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("problem_id", pa.string()),
         pa.field("reason", pa.string(), nullable=False),
         pa.field("detail", pa.string()),
+        pa.field("benchmark", pa.string()),
+        pa.field("benchmark_item_id", pa.string()),
+        pa.field("layer", pa.string()),
+        pa.field("score", pa.float64()),
     ]
 )
 

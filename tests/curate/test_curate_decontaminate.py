@@ -13,7 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mathforge.curate import Benchmark, BenchmarkLoadError, count_by_benchmark, decontaminate, load_benchmark
+from mathforge.curate import (
+    Benchmark,
+    BenchmarkLoadError,
+    DecontaminationConfig,
+    count_by_benchmark,
+    decontaminate,
+    load_benchmark,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = {
@@ -23,6 +30,8 @@ ITEMS = {
     "t3": "Compute $\\dbinom{8}{4}$.",
 }
 BENCHMARK = Benchmark(name="toy", item_ids=tuple(ITEMS), texts=tuple(ITEMS.values()))
+# GPT-3's n-gram rule alone (with the exact layer), as the stage had it before the other layers.
+NGRAM = DecontaminationConfig(layers=("exact", "ngram"))
 
 
 def problems(*texts: str) -> pa.Table:
@@ -39,11 +48,14 @@ def problems(*texts: str) -> pa.Table:
     ids=["case-punctuation-and-an-inserted-word", "prefix-and-changed-question"],
 )
 def test_a_benchmark_item_embedded_with_small_edits_is_caught(leak: str) -> None:
-    result = decontaminate(problems(leak), [BENCHMARK])
+    result = decontaminate(problems(leak), [BENCHMARK], NGRAM)
     assert result.counts == {"benchmark_ngram_overlap": 1}
-    detail = json.loads(result.rejected.column("detail")[0].as_py())
-    assert detail["benchmark"] == "toy" and detail["item_id"] in ITEMS and detail["column"] == "problem"
-    assert len(detail["match"].split()) == 13
+    (row,) = result.rejected.to_pylist()
+    assert (row["benchmark"], row["layer"]) == ("toy", "ngram") and row["benchmark_item_id"] in ITEMS
+    assert 0 < row["score"] <= 1
+    detail = json.loads(row["detail"])
+    assert detail["column"] == "problem" and len(detail["match"].split()) == 13
+    assert detail["item_text"] == ITEMS[row["benchmark_item_id"]]
 
 
 def test_distinct_problems_sharing_common_phrases_are_not_flagged() -> None:
@@ -52,13 +64,13 @@ def test_distinct_problems_sharing_common_phrases_are_not_flagged() -> None:
         "Tom earns $15 an hour for mowing lawns. How much did he earn after working 3 hours?",
         "Compute the sum of 8 and 4.",
     ]
-    assert decontaminate(problems(*distinct), [BENCHMARK]).counts == {}
+    assert decontaminate(problems(*distinct), [BENCHMARK], NGRAM).counts == {}
 
 
 def test_ngram_length_is_configurable() -> None:
     overlap_of_10 = "Weng earns $12 an hour for babysitting. Yesterday she worked in the garden for hours."
-    assert decontaminate(problems(overlap_of_10), [BENCHMARK]).counts == {}
-    assert decontaminate(problems(overlap_of_10), [BENCHMARK], ngram=8).counts == {"benchmark_ngram_overlap": 1}
+    assert decontaminate(problems(overlap_of_10), [BENCHMARK], NGRAM).counts == {}
+    assert decontaminate(problems(overlap_of_10), [BENCHMARK], NGRAM.model_copy(update={"ngram": 8})).counts == {"benchmark_ngram_overlap": 1}
 
 
 def test_short_texts_match_as_exact_token_substrings() -> None:
@@ -68,7 +80,7 @@ def test_short_texts_match_as_exact_token_substrings() -> None:
         "Compute $\\dbinom{9}{4}$.",  # short, different numbers
         "She earn?",  # shorter than min_short_tokens: too generic to judge
     )
-    result = decontaminate(table, [BENCHMARK])
+    result = decontaminate(table, [BENCHMARK], NGRAM)
     assert result.kept.column("problem_id").to_pylist() == ["p2", "p3"]
     assert set(result.rejected.column("reason").to_pylist()) == {"benchmark_exact_substring"}
     matches = {r["row_id"]: json.loads(r["detail"])["match"] for r in result.rejected.to_pylist()}
@@ -80,14 +92,14 @@ def test_boilerplate_shared_by_many_items_is_ignored() -> None:
     items = tuple(f"{instruction} What is {i} plus {i + 1}?" for i in range(12))
     benchmark = Benchmark(name="templated", item_ids=tuple(map(str, range(12))), texts=items)
     row = problems(f"{instruction} A shop has 7 red pens and 5 blue pens. How many pens are there?")
-    assert decontaminate(row, [benchmark]).counts == {}
-    assert decontaminate(row, [benchmark], max_item_frequency=20).counts == {"benchmark_ngram_overlap": 1}
+    assert decontaminate(row, [benchmark], NGRAM).counts == {}
+    assert decontaminate(row, [benchmark], NGRAM.model_copy(update={"max_item_frequency": 20})).counts == {"benchmark_ngram_overlap": 1}
 
 
 def test_configured_columns_are_checked_and_the_row_id_is_the_sample_id(make_samples) -> None:
     table = make_samples({"sample_id": "s1", "response": "Restating: " + ITEMS["t1"] + " The answer is 72."})
-    assert decontaminate(table, [BENCHMARK]).counts == {}
-    result = decontaminate(table, [BENCHMARK], columns=("problem", "response"))
+    assert decontaminate(table, [BENCHMARK], NGRAM).counts == {}
+    result = decontaminate(table, [BENCHMARK], NGRAM, columns=("problem", "response"))
     assert result.rejected.column("row_id").to_pylist() == ["s1"]
     assert json.loads(result.rejected.column("detail")[0].as_py())["column"] == "response"
     assert count_by_benchmark(result.rejected) == {"toy": 1}
@@ -102,7 +114,7 @@ def test_the_demo_benchmark_leaks_exactly_two_seed_problems() -> None:
     table = pa.table({"problem_id": [s["id"] for s in seeds], "problem": [s["problem"] for s in seeds]})
     demo = load_benchmark(REPO / "data" / "benchmarks" / "demo_benchmark.jsonl")
     assert len(demo.texts) == 30
-    result = decontaminate(table, [demo])
+    result = decontaminate(table, [demo], NGRAM)
     assert sorted(result.rejected.column("row_id").to_pylist()) == ["gs-002", "gs-004"]
 
 
@@ -155,6 +167,6 @@ def test_decontaminate_validates_its_arguments() -> None:
     with pytest.raises(ValueError, match="at least one Benchmark"):
         decontaminate(problems("x"), [])
     with pytest.raises(KeyError, match="response"):
-        decontaminate(problems("x"), [BENCHMARK], columns=("response",))
+        decontaminate(problems("x"), [BENCHMARK], NGRAM, columns=("response",))
     with pytest.raises(ValueError):
-        decontaminate(problems("x"), [BENCHMARK], ngram=2)
+        DecontaminationConfig(ngram=2)
