@@ -57,6 +57,8 @@ ALL_LAYERS: tuple[Layer, ...] = ("exact", "ngram", "ngram_masked", "embedding")
 CheckPoint = Literal["seeds", "synthesized", "samples"]
 STEP = "decontaminate"
 _LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+#: Flagged rows listed per check in a stage manifest (and so in the dataset card).
+MAX_LISTED = 500
 # Characters of a benchmark item quoted in a rejected row's detail.
 _QUOTE_CHARS = 300
 
@@ -316,6 +318,24 @@ def contamination_report(rejected: pa.Table) -> list[dict[str, object]]:
     rows = rejected.filter(pc.equal(rejected.column("stage"), STEP))
     keep = ["row_id", "problem_id", "reason", "benchmark", "benchmark_item_id", "layer", "score"]
     return rows.select(keep).to_pylist()
+
+
+def contamination_summary(point: str, checker: Decontaminator, rejected: pa.Table) -> dict[str, object]:
+    """The manifest entry of one decontamination check: counts per benchmark, flagged rows, LLM counts.
+
+    `point` says what was checked ('seeds', 'synthesized', 'samples'); every
+    benchmark appears in `benchmarks`, with 0 when nothing matched it. At most
+    `MAX_LISTED` flagged rows are listed (all are in the rejected table).
+    """
+    flagged = contamination_report(rejected)
+    counts = dict.fromkeys(dict.fromkeys(checker.names), 0) | count_by_benchmark(rejected)
+    return {
+        "point": point,
+        "benchmarks": counts,
+        "layers": dict(sorted(Counter(row["layer"] for row in flagged).items())),
+        "flagged": flagged[:MAX_LISTED],
+        "llm": dict(checker.stats),
+    }
 
 
 def count_by_benchmark(rejected: pa.Table) -> dict[str, int]:
