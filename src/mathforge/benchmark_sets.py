@@ -120,6 +120,7 @@ def load_benchmark_set(
     split: str = "test",
     answer_format: AnswerFormat = "auto",
     name: str | None = None,
+    require_answer: bool = True,
 ) -> BenchmarkSet:
     """Read a benchmark from a local file or directory, or a registry name (hub, online only).
 
@@ -133,6 +134,8 @@ def load_benchmark_set(
             `\\boxed{}` of `solution`).
         name: benchmark name in results (default: the registry name, else the file stem or
             directory name, prefixed by the parent directory when it is a split name: 'gsm8k-test').
+        require_answer: False accepts items without an answer (answer ''): decontamination
+            needs only the problem text.
 
     Raises:
         BenchmarkSetError: naming the source, row and field.
@@ -157,7 +160,7 @@ def load_benchmark_set(
     if limit is not None:
         records = records[:limit]
     items = tuple(
-        _item(record, row, source=str(source), name=name, spec=spec, answer_format=answer_format)
+        _item(record, row, source=str(source), name=name, spec=spec, answer_format=answer_format, require_answer=require_answer)
         for row, record in enumerate(records, start=1)
     )
     seen: dict[str, int] = {}
@@ -222,7 +225,14 @@ def _strip_math(answer: str) -> str:
 
 
 def _item(
-    record: dict[str, Any], row: int, *, source: str, name: str, spec: HubBenchmark | None, answer_format: AnswerFormat
+    record: dict[str, Any],
+    row: int,
+    *,
+    source: str,
+    name: str,
+    spec: HubBenchmark | None,
+    answer_format: AnswerFormat,
+    require_answer: bool = True,
 ) -> BenchmarkItem:
     """One record as a BenchmarkItem, or a BenchmarkSetError naming source, row and field."""
     where = f"{source}: row {row}"
@@ -244,6 +254,8 @@ def _item(
     if spec is not None and spec.context_field and _text(record.get(spec.context_field)):
         problem = f"{_text(record[spec.context_field])} {problem}"
     answer, answer_field = _answer(record, answer_field, answer_format)
+    if answer is None and not require_answer:
+        answer = ""
     if answer is None:
         raise BenchmarkSetError(f"{where}: {answer_field}: no answer ({_answer_hint(answer_format)})")
     item_id = _text(record.get(id_field)) if id_field else None

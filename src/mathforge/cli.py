@@ -105,7 +105,8 @@ def decontaminate(
     """Check any dataset for benchmark contamination: exact, n-gram, numbers-masked n-gram, embedding layers."""
     import time
 
-    from mathforge.curate import BenchmarkLoadError, DecontaminationConfig, Decontaminator, load_benchmarks
+    from mathforge.benchmark_sets import BenchmarkSetError
+    from mathforge.curate import DecontaminationConfig, Decontaminator, load_benchmarks
     from mathforge.curate.scan import ScanInputError, scan_file
 
     _logging(False)
@@ -116,7 +117,7 @@ def decontaminate(
             config = config.model_copy(update={"embedding": config.embedding.model_copy(update={"threshold": threshold})})
         checker = Decontaminator(load_benchmarks(config), config)
         result = scan_file(input, out, checker, text_field=field, id_field=id_field, batch_rows=batch_rows)
-    except (BenchmarkLoadError, ScanInputError, ValueError) as error:
+    except (BenchmarkSetError, ScanInputError, ValueError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2)
     table = Table(title=f"{input.name}: {result.n_contaminated} of {result.n_rows} rows contaminated")

@@ -32,19 +32,17 @@ the `mathforge decontaminate` command streams a file through it);
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field
 
+from mathforge.benchmark_sets import BenchmarkSet, load_benchmark_set
 from mathforge.config import Section
 from mathforge.curate.llm_check import LLMCheckConfig, confirm_pairs
 from mathforge.curate.ngram_overlap import NgramIndex, exact_keys, mask_numbers, match_ngrams
@@ -56,7 +54,6 @@ Layer = Literal["exact", "ngram", "ngram_masked", "embedding"]
 ALL_LAYERS: tuple[Layer, ...] = ("exact", "ngram", "ngram_masked", "embedding")
 CheckPoint = Literal["seeds", "synthesized", "samples"]
 STEP = "decontaminate"
-_LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 #: Flagged rows listed per check in a stage manifest (and so in the dataset card).
 MAX_LISTED = 500
 # Characters of a benchmark item quoted in a rejected row's detail.
@@ -68,14 +65,11 @@ class DecontaminationConfig(Section):
 
     benchmarks: tuple[str, ...] = Field(
         default=(),
-        description="Benchmark test sets: local .jsonl/.json/.parquet files, save_to_disk directories, "
-        "or hub dataset names ('name' or 'name:config', online only).",
+        description="Benchmark test sets: local .jsonl/.json/.parquet files, save_to_disk directories, or "
+        "standard names (gsm8k, math500, math, aime24, amc23, olympiadbench, minerva, svamp, asdiv; online only). "
+        "Fields are recognized as `mathforge.benchmark_sets` describes.",
     )
-    text_fields: tuple[str, ...] = Field(
-        default=("problem", "question"), min_length=1, description="Item text field: the first one present is used."
-    )
-    id_field: str = Field(default="id", description="Item id field; the row number when absent.")
-    split: str = Field(default="test", description="Split read from hub datasets and saved DatasetDicts.")
+    split: str = Field(default="test", description="Split read from saved DatasetDicts.")
     layers: tuple[Layer, ...] = Field(
         default=ALL_LAYERS, min_length=1, description="Layers run, cheapest first: exact, ngram, ngram_masked, embedding."
     )
@@ -99,60 +93,6 @@ class DecontaminationConfig(Section):
 
 
 @dataclass(frozen=True)
-class Benchmark:
-    """Texts of one benchmark's test items, with their ids."""
-
-    name: str
-    item_ids: tuple[str, ...]
-    texts: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.item_ids) != len(self.texts):
-            raise ValueError(f"benchmark {self.name!r}: {len(self.item_ids)} ids for {len(self.texts)} texts")
-
-
-class BenchmarkLoadError(RuntimeError):
-    """A benchmark could not be read (missing file, unknown format or field, hub unreachable)."""
-
-
-def load_benchmark(
-    source: str | Path,
-    *,
-    text_fields: Sequence[str] = ("problem", "question"),
-    id_field: str = "id",
-    split: str = "test",
-) -> Benchmark:
-    """Read a benchmark's items from a local file or directory, or from the hub.
-
-    Args:
-        source: a .jsonl/.json (JSON lines) or .parquet file, a directory
-            written by `datasets.save_to_disk`, or a hub dataset name
-            (``name`` or ``name:config``), which needs a network.
-        text_fields: candidate text fields, the first present is used.
-        id_field: item id field; the row number (from 0) when absent.
-        split: split to read from hub datasets and saved DatasetDicts.
-
-    Raises:
-        BenchmarkLoadError: naming the source and what went wrong.
-    """
-    path = Path(source)
-    if path.exists():
-        name = path.stem if path.is_file() else path.name
-        records = _read_local(path, split)
-    elif path.suffix in _LOCAL_SUFFIXES or str(source).startswith((".", "/")):
-        raise BenchmarkLoadError(f"benchmark file not found: {source}")
-    else:
-        name, records = str(source), _read_hub(str(source), split)
-    if not records:
-        raise BenchmarkLoadError(f"benchmark {source} has no items")
-    text_field = next((f for f in text_fields if f in records[0]), None)
-    if text_field is None:
-        raise BenchmarkLoadError(f"benchmark {source}: none of the fields {list(text_fields)} in {sorted(records[0])}")
-    ids = tuple(str(record[id_field]) if id_field in record else str(i) for i, record in enumerate(records))
-    return Benchmark(name=name, item_ids=ids, texts=tuple(str(record.get(text_field) or "") for record in records))
-
-
-@dataclass(frozen=True)
 class Hit:
     """Why one text was flagged: the benchmark item it matched, the layer, the score and the evidence."""
 
@@ -173,17 +113,17 @@ class Decontaminator:
     """
 
     def __init__(
-        self, benchmarks: Sequence[Benchmark], config: DecontaminationConfig, *, generator: Generator | None = None
+        self, benchmarks: Sequence[BenchmarkSet], config: DecontaminationConfig, *, generator: Generator | None = None
     ) -> None:
-        if not benchmarks or not all(isinstance(b, Benchmark) for b in benchmarks):
-            raise ValueError("decontaminate needs at least one Benchmark (see load_benchmark)")
+        if not benchmarks or not all(isinstance(b, BenchmarkSet) for b in benchmarks):
+            raise ValueError("decontaminate needs at least one BenchmarkSet (see load_benchmarks)")
         if config.llm.enabled and generator is None:
             raise ValueError("decontamination.llm.enabled needs a generator")
         self.config = config
         self.generator = generator
-        self.names = [b.name for b in benchmarks for _ in b.texts]
-        self.item_ids = [item_id for b in benchmarks for item_id in b.item_ids]
-        self.texts = [text for b in benchmarks for text in b.texts]
+        self.names = [b.name for b in benchmarks for _ in b.items]
+        self.item_ids = [item.item_id for b in benchmarks for item in b.items]
+        self.texts = [item.problem for b in benchmarks for item in b.items]
         self.stats: Counter[str] = Counter()
         layers = set(config.layers)
         ngram = {"ngram": config.ngram, "max_item_frequency": config.max_item_frequency}
@@ -274,7 +214,7 @@ class Decontaminator:
 
 def decontaminate(
     table: pa.Table,
-    benchmarks: Sequence[Benchmark] | Decontaminator,
+    benchmarks: Sequence[BenchmarkSet] | Decontaminator,
     config: DecontaminationConfig | None = None,
     *,
     columns: Sequence[str] | None = None,
@@ -313,6 +253,11 @@ def decontaminate(
     )
 
 
+def load_benchmarks(config: DecontaminationConfig) -> list[BenchmarkSet]:
+    """Load every benchmark listed in `config` (answers optional: only the problems are compared)."""
+    return [load_benchmark_set(source, split=config.split, require_answer=False) for source in config.benchmarks]
+
+
 def contamination_report(rejected: pa.Table) -> list[dict[str, object]]:
     """The decontamination rows of a rejected table as small dicts (row, benchmark, item, layer, score), for the card."""
     rows = rejected.filter(pc.equal(rejected.column("stage"), STEP))
@@ -341,47 +286,3 @@ def contamination_summary(point: str, checker: Decontaminator, rejected: pa.Tabl
 def count_by_benchmark(rejected: pa.Table) -> dict[str, int]:
     """Count decontamination drops per benchmark from a rejected table (for the dataset card)."""
     return dict(sorted(Counter(row["benchmark"] for row in contamination_report(rejected)).items()))
-
-
-def _read_local(path: Path, split: str) -> list[dict]:
-    """Read the records of a local JSON-lines or Parquet file or saved dataset directory."""
-    if path.is_dir():
-        import datasets
-
-        try:
-            loaded = datasets.load_from_disk(str(path))
-        except (FileNotFoundError, ValueError) as error:
-            raise BenchmarkLoadError(f"{path} is not a datasets.save_to_disk directory: {error}") from error
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise BenchmarkLoadError(f"{path} has splits {sorted(loaded)}, not {split!r}")
-            loaded = loaded[split]
-        return loaded.to_list()
-    if path.suffix == ".parquet":
-        return pq.read_table(path).to_pylist()
-    if path.suffix in (".jsonl", ".json"):
-        records = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as error:
-                        raise BenchmarkLoadError(f"{path}:{number}: invalid JSON: {error}") from error
-        return records
-    raise BenchmarkLoadError(f"unsupported benchmark file {path}: use {', '.join(_LOCAL_SUFFIXES)} or a saved dataset")
-
-
-def _read_hub(name: str, split: str) -> list[dict]:
-    """Read a split of a hub dataset ('name' or 'name:config')."""
-    import datasets
-
-    repo, _, config = name.partition(":")
-    try:
-        return datasets.load_dataset(repo, config or None, split=split).to_list()
-    except Exception as error:  # the hub client raises many types (connection, offline mode, missing repo)
-        raise BenchmarkLoadError(
-            f"benchmark {name!r} is not a local path and could not be loaded from the hub (offline?): {error}"
-        ) from error
-
-

@@ -22,13 +22,8 @@ from pydantic import Field
 
 from mathforge.config import Section
 from mathforge.curate.capping import CappingConfig, cap_per_problem
-from mathforge.curate.decontaminate import (
-    Benchmark,
-    DecontaminationConfig,
-    Decontaminator,
-    decontaminate,
-    load_benchmark,
-)
+from mathforge.benchmark_sets import BenchmarkSet
+from mathforge.curate.decontaminate import DecontaminationConfig, Decontaminator, decontaminate, load_benchmarks
 from mathforge.curate.dedup import DedupConfig, dedup_exact, dedup_near
 from mathforge.curate.filters import FilterConfig, filter_samples
 from mathforge.curate.result import CurateResult, StepCounts
@@ -48,19 +43,11 @@ class CurateConfig(Section):
     capping: CappingConfig = Field(default_factory=CappingConfig, description="Fair per-problem cap.")
 
 
-def load_benchmarks(config: DecontaminationConfig) -> list[Benchmark]:
-    """Load every benchmark listed in `config`."""
-    return [
-        load_benchmark(source, text_fields=config.text_fields, id_field=config.id_field, split=config.split)
-        for source in config.benchmarks
-    ]
-
-
 def curate(
     table: pa.Table,
     config: CurateConfig,
     *,
-    benchmarks: Sequence[Benchmark] | Decontaminator | None = None,
+    benchmarks: Sequence[BenchmarkSet] | Decontaminator | None = None,
     generator: Generator | None = None,
 ) -> CurateResult:
     """Run filters, decontamination, exact and near dedup and capping as configured.
