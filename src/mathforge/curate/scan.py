@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ class ScanInputError(ValueError):
 
 @dataclass
 class ScanResult:
-    """Rows read and flagged, flagged rows by (benchmark, layer), and seconds spent per layer group."""
+    """Rows read and flagged, and flagged rows by (benchmark, layer)."""
 
     n_rows: int = 0
     n_contaminated: int = 0
@@ -81,8 +81,11 @@ def scan_file(
     text_field: str = "problem",
     id_field: str = "id",
     batch_rows: int = 20_000,
+    on_batch: Callable[[ScanResult], None] | None = None,
 ) -> ScanResult:
     """Check `text_field` of every row of a .jsonl or .parquet file; write one verdict line per row to `output`.
+
+    `on_batch` is called with the running result after each batch (progress).
 
     Raises:
         ScanInputError: unknown file type, invalid JSON line, missing or non-string field (naming file and row).
@@ -111,4 +114,6 @@ def scan_file(
                     result.by_benchmark_layer[(hit.benchmark, hit.layer)] += 1
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 result.n_rows += 1
+            if on_batch is not None:
+                on_batch(result)
     return result
