@@ -104,6 +104,8 @@ def _check_problems(config: BuildConfig, point: str, problems: list[Problem], su
     if checker is None:
         return problems, REJECTED_SCHEMA.empty_table(), {}
     result = decontaminate(to_table(problems, PROBLEM_SCHEMA), checker, columns=("problem",))
+    if checker.generator is not None:
+        checker.generator.close()
     summary.drop_reasons.update(result.counts)
     log.info("decontamination of %s: %d of %d problems dropped", point, result.rejected.num_rows, len(problems))
     kept = {row_id for row_id in result.kept.column("problem_id").to_pylist()}
@@ -368,6 +370,8 @@ def curate_stage(config: BuildConfig, sample_results: list[tuple[StageResult, st
         pool = read_sources(sample_results, include_surplus=config.output.include_surplus)
         checker = _decontaminator(config, "samples")
         result = curate(pool, section, benchmarks=checker or [])
+        if checker is not None and checker.generator is not None:
+            checker.generator.close()
         stage.write_shard(0, {"data": result.kept, "rejected": result.rejected.cast(REJECTED_SCHEMA)})
         summary = StageSummary(rows_in=pool.num_rows, rows_out=result.kept.num_rows)
         summary.drop_reasons.update(result.counts)
