@@ -28,10 +28,16 @@ BENCHMARK_ITEMS = {
     "sam": "Sam buys 3 pens at $1.25 each and a notebook for $4.50. He hands the cashier $20. "
     "How much change, in dollars, does he get back?",
 }
+# Each planted seed exercises one layer: a verbatim copy, a copy whose every 13-gram has a changed number,
+# and a rewording in other words with other numbers (no n-gram in common), which only the embedding sees.
 PLANTED_SEEDS = {
-    "leak-verbatim": (BENCHMARK_ITEMS["weng"], "10"),
-    "leak-numbers": (change_numbers(BENCHMARK_ITEMS["natalia"]), "90"),
-    "leak-reworded": (reword(BENCHMARK_ITEMS["janet"]), "18"),
+    "leak-verbatim": (BENCHMARK_ITEMS["natalia"], "72"),
+    "leak-numbers": (change_numbers(BENCHMARK_ITEMS["weng"]), "10"),
+    "leak-reworded": (
+        "Priya keeps ducks that lay 21 eggs a day. She eats 3 for breakfast and uses 5 in muffins she bakes for "
+        "friends. She sells the rest at the market at $3 per egg. What does she earn each day at the market?",
+        "39",
+    ),
 }
 
 
@@ -91,6 +97,7 @@ def test_planted_benchmark_items_are_dropped_at_every_check_and_named_in_the_car
     from flows.build_dataset import build_dataset
     from mathforge.benchmark_sets import load_benchmark_set
     from mathforge.curate import DecontaminationConfig, Decontaminator
+    from mathforge.inspect import load_run
 
     monkeypatch.setattr(mathforge.pipeline, "shared_generator", paraphrasing_generator(mathforge.pipeline.shared_generator))
     results = build_dataset(str(leaky_build))
@@ -98,16 +105,16 @@ def test_planted_benchmark_items_are_dropped_at_every_check_and_named_in_the_car
     seeds = results["ingest"].manifest["decontamination"]
     by_row = {row["row_id"]: row for row in seeds["flagged"]}
     assert {row_id: (row["benchmark_item_id"], row["layer"]) for row_id, row in by_row.items()} == {
-        "leak-verbatim": ("weng", "exact"),
-        "leak-numbers": ("natalia", "ngram_masked"),
+        "leak-verbatim": ("natalia", "exact"),
+        "leak-numbers": ("weng", "ngram_masked"),
         "leak-reworded": ("janet", "embedding"),
     }
     synthesized = results["templates"].manifest["decontamination"]["flagged"]
     template_problems = pq.read_table(Path(results["templates"].stage_dir) / "data").to_pylist()
     assert not any(p["template_id"] == "money_change" for p in template_problems)
-    assert {row["benchmark_item_id"] for row in synthesized} == {"sam"}
-    paraphrased = [row for row in synthesized if row["layer"] == "embedding"]
-    assert len(synthesized) == 6 and len(paraphrased) == 3  # three instances, three paraphrases of them
+    # Three instances of money_change and their three paraphrases, all copies of "sam" with other numbers.
+    assert len(synthesized) == 6 and {row["benchmark_item_id"] for row in synthesized} == {"sam"}
+    assert {row["layer"] for row in synthesized} <= {"ngram_masked", "embedding"}
     assert any(p["source"].endswith("+paraphrase") for p in template_problems)  # paraphrase ran and kept others
 
     export = Path(results["export"].manifest["export_path"])
@@ -123,3 +130,7 @@ def test_planted_benchmark_items_are_dropped_at_every_check_and_named_in_the_car
     for row_id in flagged_ids:
         assert f"`{row_id}`" in card, row_id
     assert "| held_out | 3 | 6 | 0 | 9 |" in card
+
+    for path in (Path(results["ingest"].stage_dir).parent, export):  # the notebook's listing, from a run and an export
+        listed = load_run(path).contamination()
+        assert set(listed["row_id"]) == flagged_ids and set(listed["checked_in"]) == {"ingest", "templates"}
