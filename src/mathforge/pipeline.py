@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +34,9 @@ from mathforge.records import (
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
 from mathforge.synthesis.dart import run_dart
 from mathforge.verify import VerifierPool, verifier_name
+
+if TYPE_CHECKING:
+    from mathforge.curate import Decontaminator
 
 log = logging.getLogger("mathforge")
 
@@ -84,7 +88,7 @@ def _decontamination_fingerprint(config: BuildConfig, point: str) -> list[object
     return [section, [_file_digest(b) for b in section.benchmarks if Path(b).exists()]]
 
 
-def _decontaminator(config: BuildConfig, point: str):
+def _decontaminator(config: BuildConfig, point: str) -> Decontaminator | None:
     """The build's decontamination layers if it checks at `point` ('seeds', 'synthesized', 'samples'), else None."""
     from mathforge.curate import Decontaminator, load_benchmarks
 
@@ -108,13 +112,17 @@ def _check_problems(config: BuildConfig, point: str, problems: list[Problem], su
         checker.generator.close()
     summary.drop_reasons.update(result.counts)
     log.info("decontamination of %s: %d of %d problems dropped", point, result.rejected.num_rows, len(problems))
-    kept = {row_id for row_id in result.kept.column("problem_id").to_pylist()}
+    kept = set(result.kept.column("problem_id").to_pylist())
     entry = contamination_summary(point, checker, result.rejected)
     return [p for p in problems if p.problem_id in kept], result.rejected, {"decontamination": entry}
 
 
 def ingest_stage(config: BuildConfig, exclude_ids: frozenset[str] = frozenset()) -> StageResult:
     """Read seed sources into `ingest/data` (problems) and `ingest/quarantine` (bad rows with reasons).
+
+    When the build decontaminates seeds (`curation.decontamination.check`
+    has 'seeds'), problems that leak a benchmark item go to `ingest/rejected`
+    with their benchmark, item id, layer and score.
 
     Problems whose id is in `exclude_ids` (seen by earlier runs of an
     incremental series) are left out and counted as `seen_in_earlier_run`.
@@ -128,14 +136,10 @@ def ingest_stage(config: BuildConfig, exclude_ids: frozenset[str] = frozenset())
         summary = StageSummary(rows_in=len(problems) + len(seen) + len(quarantined))
         problems, leaked, extra = _check_problems(config, "seeds", problems, summary)
         summary.rows_out = len(problems)
-        stage.write_shard(
-            0,
-            {
-                "data": to_table(problems, PROBLEM_SCHEMA),
-                "quarantine": to_table(quarantined, QUARANTINE_SCHEMA),
-                "rejected": leaked,
-            },
-        )
+        outputs = {"data": to_table(problems, PROBLEM_SCHEMA), "quarantine": to_table(quarantined, QUARANTINE_SCHEMA)}
+        if extra:  # the seeds were checked for benchmark items
+            outputs["rejected"] = leaked
+        stage.write_shard(0, outputs)
         summary.drop_reasons.update(f"quarantined_{q.reason}" for q in quarantined)
         if seen:
             summary.drop_reasons["seen_in_earlier_run"] = len(seen)
@@ -165,7 +169,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
 
     Reads the seed problems; writes `data` (new problems with answer, program,
     template_id, variables_json, seed_problem_id), `templates` (the templates
-    used) and `rejected` (templates, instances and paraphrases dropped, with reasons).
+    used) and `rejected` (templates, instances and paraphrases dropped, with reasons, and, when the
+    build decontaminates synthesized problems, those that leak a benchmark item).
     """
     from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
     from mathforge.sandbox import SandboxPool
