@@ -273,7 +273,7 @@ def contamination_summary(point: str, checker: Decontaminator, rejected: pa.Tabl
     `MAX_LISTED` flagged rows are listed (all are in the rejected table).
     """
     flagged = contamination_report(rejected)
-    counts = dict.fromkeys(dict.fromkeys(checker.names), 0) | count_by_benchmark(rejected)
+    counts = dict.fromkeys(checker.names, 0) | count_by_benchmark(rejected)
     return {
         "point": point,
         "benchmarks": counts,
