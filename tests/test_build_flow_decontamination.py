@@ -34,9 +34,10 @@ PLANTED_SEEDS = {
     "leak-verbatim": (BENCHMARK_ITEMS["natalia"], "72"),
     "leak-numbers": (change_numbers(BENCHMARK_ITEMS["weng"]), "10"),
     "leak-reworded": (
-        "Priya keeps ducks that lay 21 eggs a day. She eats 3 for breakfast and uses 5 in muffins she bakes for "
-        "friends. She sells the rest at the market at $3 per egg. What does she earn each day at the market?",
-        "39",
+        "Priya's ducks produce 21 eggs daily. Three get eaten at breakfast each morning and four go into muffins she "
+        "bakes for friends each day. The rest are sold at the farmers' market for $3 per fresh duck egg. How many "
+        "dollars does she make at the market every day?",
+        "42",
     ),
 }
 
