@@ -106,9 +106,9 @@ def test_planted_benchmark_items_are_dropped_at_every_check_and_named_in_the_car
     seeds = results["ingest"].manifest["decontamination"]
     by_row = {row["row_id"]: row for row in seeds["flagged"]}
     assert {row_id: (row["benchmark_item_id"], row["layer"]) for row_id, row in by_row.items()} == {
-        "leak-verbatim": ("natalia", "exact"),
-        "leak-numbers": ("weng", "ngram_masked"),
-        "leak-reworded": ("janet", "embedding"),
+        "seeds-leak-verbatim": ("natalia", "exact"),  # ingest prefixes ids with the file's stem
+        "seeds-leak-numbers": ("weng", "ngram_masked"),
+        "seeds-leak-reworded": ("janet", "embedding"),
     }
     synthesized = results["templates"].manifest["decontamination"]["flagged"]
     template_problems = pq.read_table(Path(results["templates"].stage_dir) / "data").to_pylist()
