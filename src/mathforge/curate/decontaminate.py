@@ -28,6 +28,12 @@ distinct texts only (a problem shared by many samples is checked once).
 `Decontaminator` holds the built indexes (build once, check many batches:
 the `mathforge decontaminate` command streams a file through it);
 `decontaminate` is the curation step over a table.
+
+Measured (`benchmarks/decontam_quality.py`: 150 MATH-500 and 150 GSM8K test
+items planted four ways among the 7,473 GSM8K train questions): the stack
+recalls 1.00 of verbatim and number-changed copies and 0.99 of reworded ones
+(rule-based rewrites, see `mathforge.curate.rewrites`), and flags 0.5 % of
+GSM8K train, some of which are real near-copies of GSM8K test items.
 """
 
 from __future__ import annotations
