@@ -35,7 +35,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasketch import MinHash, MinHashLSH
 
-from mathforge.curate import decontaminate, dedup_exact, dedup_near, load_benchmark
+from mathforge.benchmark_sets import load_benchmark_set
+from mathforge.curate import DecontaminationConfig, decontaminate, dedup_exact, dedup_near
 from mathforge.curate.dedup import DEFAULT_RESPONSE_SHINGLE_SIZE, fold_to_32_bits, signatures_of_shingles
 from mathforge.curate.text import shingle_sets, tokenize
 
@@ -159,7 +160,7 @@ def main() -> None:
         if child.exitcode != 0:
             raise SystemExit(f"data generation failed with exit code {child.exitcode}")
         table = pq.read_table(Path(directory) / "samples.parquet")
-        benchmark = load_benchmark(Path(directory) / "benchmark.jsonl")
+        benchmark = load_benchmark_set(Path(directory) / "benchmark.jsonl", require_answer=False)
         planted = json.loads((Path(directory) / "planted.json").read_text())
     print(
         f"built {table.num_rows} rows ({args.problems} problems) and {args.benchmark_items} benchmark items "
@@ -172,7 +173,8 @@ def main() -> None:
     current = table
     del table
     for name, step in (
-        ("decontaminate", lambda rows: decontaminate(rows, [benchmark])),
+        # The lexical layers only: the embedding layer's cost is measured by benchmarks/decontam_scale.py.
+        ("decontaminate", lambda rows: decontaminate(rows, [benchmark], DecontaminationConfig(layers=("exact", "ngram")))),
         ("dedup_exact", dedup_exact),
         ("dedup_near", dedup_near),
     ):

@@ -91,6 +91,44 @@ def inspect(run: Path = typer.Argument(..., help="Run directory (data/runs/demo)
     _print_stages(manifests)
 
 
+@app.command()
+def decontaminate(
+    input: Path = typer.Argument(..., help="Dataset to check: .jsonl or .parquet."),
+    benchmark: list[str] = typer.Option(..., "--benchmark", "-b", help="Benchmark: a local file/directory or hub name (repeatable)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output JSONL: one verdict line per input row."),
+    field: str = typer.Option("problem", "--field", help="Text field of the input rows to check."),
+    id_field: str = typer.Option("id", "--id-field", help="Input id field copied to the output when present."),
+    layers: Optional[list[str]] = typer.Option(None, "--layer", help="Layers to run (repeatable; default: all)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Embedding cosine threshold (default: the config's)."),
+    batch_rows: int = typer.Option(20_000, "--batch-rows", help="Input rows read and checked at a time (bounds memory)."),
+) -> None:
+    """Check any dataset for benchmark contamination: exact, n-gram, numbers-masked n-gram, embedding layers."""
+    import time
+
+    from mathforge.benchmark_sets import BenchmarkSetError
+    from mathforge.curate import DecontaminationConfig, Decontaminator, load_benchmarks
+    from mathforge.curate.scan import ScanInputError, scan_file
+
+    _logging(False)
+    started = time.perf_counter()
+    try:
+        config = DecontaminationConfig(benchmarks=tuple(benchmark), **({"layers": tuple(layers)} if layers else {}))
+        if threshold is not None:
+            config = config.model_copy(update={"embedding": config.embedding.model_copy(update={"threshold": threshold})})
+        checker = Decontaminator(load_benchmarks(config), config)
+        result = scan_file(input, out, checker, text_field=field, id_field=id_field, batch_rows=batch_rows)
+    except (BenchmarkSetError, ScanInputError, ValueError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2)
+    table = Table(title=f"{input.name}: {result.n_contaminated} of {result.n_rows} rows contaminated")
+    for column in ("benchmark", "layer", "rows"):
+        table.add_column(column)
+    for (name, layer), count in sorted(result.by_benchmark_layer.items()):
+        table.add_row(name, layer, str(count))
+    console.print(table)
+    console.print(f"wrote {out} in {time.perf_counter() - started:.1f} s")
+
+
 def _print_stages(manifests: list[dict]) -> None:
     table = Table(title="stages")
     for column in ("stage", "status", "rows in", "rows out", "drops by reason", "wall s"):

@@ -155,6 +155,59 @@ def _contract_section(rows: Sequence[Mapping[str, Any]], tokenizer: str | None) 
     ]
 
 
+#: Flagged rows listed per benchmark in the card; the rejected tables hold them all.
+CARD_LISTED_PER_BENCHMARK = 50
+
+
+def decontamination_section(manifests: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Card lines on decontamination: drops per benchmark and check point, then each flagged row per benchmark.
+
+    Reads the `decontamination` entry of stage manifests (see
+    `mathforge.curate.contamination_summary`); no lines when no stage checked.
+    """
+    checks = [(m["stage"], m["decontamination"]) for m in manifests if m.get("decontamination")]
+    if not checks:
+        return []
+    points = [entry["point"] for _, entry in checks]
+    benchmarks = list(dict.fromkeys(name for _, entry in checks for name in entry["benchmarks"]))
+    counts = [
+        [name, *(entry["benchmarks"].get(name, 0) for _, entry in checks), sum(e["benchmarks"].get(name, 0) for _, e in checks)]
+        for name in benchmarks
+    ]
+    lines = [
+        "## Decontamination",
+        "",
+        "Rows checked against benchmark test sets, in layers: exact normalized match, 13-gram overlap, 13-gram "
+        "overlap with numbers masked, nearest benchmark item by embedding cosine, and optionally an LLM's "
+        "confirmation. A flagged row is dropped; each one is in its stage's `rejected` table with the benchmark, "
+        "item id, layer and score (share of n-grams matched, or cosine).",
+        "",
+        _table(["benchmark", *(f"{point} ({stage})" for stage, point in zip([s for s, _ in checks], points)), "total"], counts),
+        "",
+    ]
+    for _, entry in checks:
+        if entry.get("llm"):
+            lines += [f"LLM check of {entry['point']}: " + ", ".join(f"{k} {v}" for k, v in sorted(entry["llm"].items())), ""]
+    for name in benchmarks:
+        flagged = [(entry["point"], row) for _, entry in checks for row in entry["flagged"] if row["benchmark"] == name]
+        if not flagged:
+            continue
+        shown = flagged[:CARD_LISTED_PER_BENCHMARK]
+        lines += [
+            f"### {name}",
+            "",
+            _table(
+                ["checked", "row id", "benchmark item", "layer", "score"],
+                [[point, f"`{r['row_id']}`", f"`{r['benchmark_item_id']}`", r["layer"], f"{r['score']:.3f}"] for point, r in shown],
+            ),
+            "",
+        ]
+        total = sum(entry["benchmarks"].get(name, 0) for _, entry in checks)
+        if total > len(shown):
+            lines += [f"... and {total - len(shown)} more in the rejected tables.", ""]
+    return lines
+
+
 def dataset_card(
     name: str,
     table: pa.Table,
@@ -186,17 +239,7 @@ def dataset_card(
         _table(["stage", "rows in", "rows out", "dropped", "drop reasons"], stage_rows(manifests)),
         "",
     ]
-    for manifest in manifests:
-        if manifest.get("decontamination"):
-            parts += [
-                "## Decontamination",
-                "",
-                "Samples dropped because their problem overlaps a benchmark item (n-gram or exact-substring rule); "
-                "which row matched which item is in the run's `curate/rejected` table.",
-                "",
-                _table(["benchmark", "rows dropped"], sorted(manifest["decontamination"].items())),
-                "",
-            ]
+    parts += decontamination_section(manifests)
     for manifest in manifests:
         if "suspect_references" in manifest:
             parts += suspect_reference_section(manifest["suspect_references"])

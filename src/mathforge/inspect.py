@@ -22,6 +22,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
@@ -158,6 +159,33 @@ class RunView:
     def rejected(self) -> pd.DataFrame:
         """Return every row the stages wrote aside (REJECTED_SCHEMA: stage, row_id, problem_id, reason, detail)."""
         return _concat([o.read() for o in self._outputs.values() if o.has(REJECTED_SCHEMA)], REJECTED_SCHEMA)
+
+    def contamination(self) -> pd.DataFrame:
+        """Return the rows decontamination flagged, one per row: where it was checked and what it matched.
+
+        Columns: checked_in (the stage: ingest for seeds, templates for
+        synthesized problems, curate for samples), row_id, problem_id,
+        benchmark, benchmark_item_id, layer, score, reason. A run's rows come
+        from its `rejected` tables (plus `detail`, the layer's evidence); an
+        export has none, so its stage manifests' lists are used (up to
+        `mathforge.curate.decontaminate.MAX_LISTED` rows per check).
+        """
+        columns = ["checked_in", "row_id", "problem_id", "benchmark", "benchmark_item_id", "layer", "score", "reason"]
+        if self.kind == "export":
+            rows = [
+                {"checked_in": stage, **{c: row.get(c) for c in columns[1:]}}
+                for stage, manifest in self._manifests.items()
+                for row in (manifest.get("decontamination") or {}).get("flagged", [])
+            ]
+            return pd.DataFrame(rows, columns=columns)
+        frames = []
+        for output in self._outputs.values():
+            if output.has(REJECTED_SCHEMA):
+                table = output.read()
+                flagged = table.filter(pc.equal(table.column("stage"), "decontaminate")).to_pandas()
+                frames.append(flagged.assign(checked_in=output.stage)[[*columns, "detail"]])
+        frames = [frame for frame in frames if len(frame)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*columns, "detail"])
 
 
 def _empty(schema: pa.Schema) -> pd.DataFrame:

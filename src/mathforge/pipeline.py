@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +35,9 @@ from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_
 from mathforge.synthesis.dart import run_dart
 from mathforge.synthesis.template_solutions import SolutionRowsResult, solution_samples
 from mathforge.verify import VerifierPool, asks_for_decimal, verifier_name
+
+if TYPE_CHECKING:
+    from mathforge.curate import Decontaminator
 
 log = logging.getLogger("mathforge")
 
@@ -77,31 +81,75 @@ def read_sources(sources: list[tuple[StageResult, str]], *, include_surplus: boo
     return pa.concat_tables(tables) if tables else SAMPLE_SCHEMA.empty_table()
 
 
+def _decontamination_fingerprint(config: BuildConfig, point: str) -> list[object] | None:
+    """What decides a decontamination check at `point`: its config and the benchmark files' contents."""
+    section = config.curation.decontamination if config.curation is not None else None
+    if section is None or not section.benchmarks or point not in section.check:
+        return None
+    return [section, [_file_digest(b) for b in section.benchmarks if Path(b).exists()]]
+
+
+def _decontaminator(config: BuildConfig, point: str) -> Decontaminator | None:
+    """The build's decontamination layers if it checks at `point` ('seeds', 'synthesized', 'samples'), else None."""
+    from mathforge.curate import Decontaminator, load_benchmarks
+
+    if _decontamination_fingerprint(config, point) is None:
+        return None
+    section = config.curation.decontamination
+    generator = _generator(config, []) if section.llm.enabled else None
+    return Decontaminator(load_benchmarks(section), section, generator=generator)
+
+
+def _check_problems(config: BuildConfig, point: str, problems: list[Problem], summary: StageSummary) -> tuple[list[Problem], pa.Table, dict]:
+    """Drop problems that leak a benchmark item; return the kept ones, their rejected rows and the manifest entry."""
+    from mathforge.curate import contamination_summary, decontaminate
+    from mathforge.records import REJECTED_SCHEMA
+
+    checker = _decontaminator(config, point)
+    if checker is None:
+        return problems, REJECTED_SCHEMA.empty_table(), {}
+    result = decontaminate(to_table(problems, PROBLEM_SCHEMA), checker, columns=("problem",))
+    if checker.generator is not None:
+        checker.generator.close()
+    summary.drop_reasons.update(result.counts)
+    log.info("decontamination of %s: %d of %d problems dropped", point, result.rejected.num_rows, len(problems))
+    kept = set(result.kept.column("problem_id").to_pylist())
+    entry = contamination_summary(point, checker, result.rejected)
+    return [p for p in problems if p.problem_id in kept], result.rejected, {"decontamination": entry}
+
+
 def ingest_stage(config: BuildConfig, exclude_ids: frozenset[str] = frozenset()) -> StageResult:
     """Read seed sources into `ingest/data` (problems) and `ingest/quarantine` (bad rows with reasons).
+
+    When the build decontaminates seeds (`curation.decontamination.check`
+    has 'seeds'), problems that leak a benchmark item go to `ingest/rejected`
+    with their benchmark, item id, layer and score.
 
     Problems whose id is in `exclude_ids` (seen by earlier runs of an
     incremental series) are left out and counted as `seen_in_earlier_run`.
     """
     digests = [_file_digest(s.path) for s in config.ingest.sources if s.format != "hub"]
 
-    def work(stage: Stage) -> StageSummary:
+    def work(stage: Stage) -> tuple[StageSummary, dict]:
         problems, quarantined = ingest(config.ingest)
         seen = [p for p in problems if p.problem_id in exclude_ids]
         problems = [p for p in problems if p.problem_id not in exclude_ids]
-        stage.write_shard(
-            0,
-            {"data": to_table(problems, PROBLEM_SCHEMA), "quarantine": to_table(quarantined, QUARANTINE_SCHEMA)},
-        )
-        summary = StageSummary(rows_in=len(problems) + len(seen) + len(quarantined), rows_out=len(problems))
+        summary = StageSummary(rows_in=len(problems) + len(seen) + len(quarantined))
+        problems, leaked, extra = _check_problems(config, "seeds", problems, summary)
+        summary.rows_out = len(problems)
+        outputs = {"data": to_table(problems, PROBLEM_SCHEMA), "quarantine": to_table(quarantined, QUARANTINE_SCHEMA)}
+        if extra:  # the seeds were checked for benchmark items
+            outputs["rejected"] = leaked
+        stage.write_shard(0, outputs)
         summary.drop_reasons.update(f"quarantined_{q.reason}" for q in quarantined)
         if seen:
             summary.drop_reasons["seen_in_earlier_run"] = len(seen)
         for q in quarantined:
             log.warning("quarantined %s row %d (%s): %s", q.source_file, q.row_number, q.field, q.reason)
-        return summary
+        return summary, extra
 
-    return run_stage(run_dir(config), "ingest", [config.ingest, digests, sorted(exclude_ids)], [], work)
+    stage_config = [config.ingest, digests, sorted(exclude_ids), _decontamination_fingerprint(config, "seeds")]
+    return run_stage(run_dir(config), "ingest", stage_config, [], work)
 
 
 def _generator(config: BuildConfig, problems: list[Problem]) -> CachedGenerator:
@@ -122,12 +170,13 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
 
     Reads the seed problems; writes `data` (new problems with answer, program,
     template_id, variables_json, seed_problem_id), `templates` (the templates
-    used) and `rejected` (templates, instances and paraphrases dropped, with reasons).
+    used) and `rejected` (templates, instances and paraphrases dropped, with reasons, and, when the
+    build decontaminates synthesized problems, those that leak a benchmark item).
     With `templates.emit_solutions` it also writes `solutions`: Sample rows
     whose response is an instance's rendered solution (verified, strategy
-    'template-solution'); instances not used are `rejected` rows of stage
-    'template_solution', counted in the manifest's 'solutions' step (they are
-    not problem drops).
+    'template-solution') of the problems kept; instances not used are
+    `rejected` rows of stage 'template_solution', counted in the manifest's
+    'solutions' step (they are not problem drops).
     """
     from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
     from mathforge.sandbox import SandboxPool
@@ -138,6 +187,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     authored_digest = _file_digest(section.authored_dir)
     prompt_names = ["decouple_numbers", "paraphrase_problem", "solve_program"]
     stage_config = [section, authored_digest, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
+    stage_config.append(_decontamination_fingerprint(config, "synthesized"))
     # Template solutions' token counts use the export's tokenizer, when there is one.
     tokenizer_model = config.output.tokenizer_model(config.generation.backend, config.generation.model)
     if section.emit_solutions:
@@ -168,6 +218,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
                 rejected += rewritten.rejected
                 counts.update({f"paraphrase_{k}": v for k, v in rewritten.counts.items()})
                 counts.update(paraphrase_solutions=rewritten.n_solutions, paraphrase_reproducing=rewritten.n_reproducing)
+        summary = StageSummary(rows_in=len(problems) + len(rejected))
+        problems, leaked, extra = _check_problems(config, "synthesized", problems, summary)
         outputs = {
             "data": to_table(problems, PROBLEM_SCHEMA),
             "templates": to_table(templates, TEMPLATE_SCHEMA),
@@ -180,14 +232,14 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
             drops = {k: v for k, v in made_rows.counts.items() if k != "kept"}
             # A step of its own in the card: problems in, SFT rows out (not problem drops).
             steps.append({"step": "solutions", "rows_in": len(problems), "rows_out": len(made_rows.samples), "drop_reasons": drops})
-        outputs["rejected"] = to_table(rejected + solution_rejected, REJECTED_SCHEMA)
+        outputs["rejected"] = pa.concat_tables([to_table(rejected + solution_rejected, REJECTED_SCHEMA), leaked])
         stage.write_shard(0, outputs)
-        summary = StageSummary(rows_in=len(problems) + len(rejected), rows_out=len(problems))
+        summary.rows_out = len(problems)
         summary.drop_reasons.update(f"{r.stage}:{r.reason}" for r in rejected)
         summary.counts.update({k: v for k, v in counts.items() if isinstance(v, (int, float))})
         summary.counts["templates"] = len(templates)
         log.info("templates: %d templates, %d problems, %d rejected", len(templates), len(problems), len(rejected))
-        return summary, {"steps": steps}
+        return summary, {**extra, "steps": steps}
 
     return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
 
@@ -365,7 +417,7 @@ def curate_stage(config: BuildConfig, sample_results: list[tuple[StageResult, st
     `rejected` (every dropped row with its step, reason and detail) and puts the
     per-step counts in the manifest (`steps`) for the dataset card.
     """
-    from mathforge.curate import count_by_benchmark, curate
+    from mathforge.curate import contamination_summary, curate
     from mathforge.records import REJECTED_SCHEMA
 
     section = config.curation
@@ -374,19 +426,19 @@ def curate_stage(config: BuildConfig, sample_results: list[tuple[StageResult, st
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
         pool = read_sources(sample_results, include_surplus=config.output.include_surplus)
-        result = curate(pool, section)
+        checker = _decontaminator(config, "samples")
+        result = curate(pool, section, benchmarks=checker or [])
+        if checker is not None and checker.generator is not None:
+            checker.generator.close()
         stage.write_shard(0, {"data": result.kept, "rejected": result.rejected.cast(REJECTED_SCHEMA)})
         summary = StageSummary(rows_in=pool.num_rows, rows_out=result.kept.num_rows)
         summary.drop_reasons.update(result.counts)
         steps = [{"step": s.step, "rows_in": s.n_in, "rows_out": s.n_out, "drop_reasons": s.dropped} for s in result.steps]
         log.info("curate: %d -> %d rows (%s)", pool.num_rows, result.kept.num_rows, result.counts)
-        # Benchmarks are named like load_benchmark names them (file stem, directory or hub name).
-        names = [
-            Path(b).stem if Path(b).is_file() else Path(b).name if Path(b).exists() else b
-            for b in section.decontamination.benchmarks
-        ]
-        benchmarks = dict.fromkeys(names, 0) | count_by_benchmark(result.rejected)
-        return summary, {"steps": steps, "decontamination": benchmarks}
+        extra: dict = {"steps": steps}
+        if checker is not None:
+            extra["decontamination"] = contamination_summary("samples", checker, result.rejected)
+        return summary, extra
 
     return run_stage(run_dir(config), "curate", stage_config, [r for r, _ in sample_results], work)
 

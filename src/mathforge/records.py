@@ -226,6 +226,52 @@ class Rejected(Record):
     problem_id: str | None
     reason: str
     detail: str | None = Field(default=None, description="Free text: what matched, which benchmark item, ...")
+    benchmark: str | None = Field(default=None, description="Decontamination: the benchmark the row matched.")
+    benchmark_item_id: str | None = Field(default=None, description="Decontamination: id of the matched benchmark item.")
+    layer: str | None = Field(
+        default=None, description="Decontamination: the layer that flagged it (exact, ngram, ngram_masked, embedding, llm)."
+    )
+    score: float | None = Field(
+        default=None, description="Decontamination: share of n-grams matched, or cosine to the item (embedding, llm)."
+    )
+
+
+class BenchmarkItem(Record):
+    """One benchmark test item with its reference answer (`mathforge.benchmark_sets`)."""
+
+    benchmark: str = Field(description="Benchmark name: registry name, file stem or directory name.")
+    item_id: str = Field(description="The item's id in the benchmark, else '<benchmark>-<row>' (0-based).")
+    problem: str
+    answer: str = Field(description="Reference final answer (GSM8K '####' part, MATH boxed part, or the answer field).")
+    subject: str | None = Field(default=None, description="Subject (MATH: 'Algebra', ...), when the benchmark has one.")
+    level: str | None = Field(default=None, description="Difficulty level ('1'..'5' in MATH), when the benchmark has one.")
+
+
+class EvalResult(Record):
+    """How a model did on one benchmark item: greedy answer, sampled answers, majority vote."""
+
+    benchmark: str
+    item_id: str
+    problem: str
+    answer: str = Field(description="Reference answer.")
+    subject: str | None = None
+    level: str | None = None
+    model: str = Field(description="Model id that answered.")
+    prompt_hash: str = Field(description="sha256 prefix of the prompt sent (same rendering as training).")
+    greedy_response: str | None = Field(default=None, description="Greedy (temperature 0) response; None when not run.")
+    greedy_extracted: str | None = Field(default=None, description="Final answer extracted from the greedy response.")
+    greedy_verdict: VerdictLabel | None = Field(default=None, description="Verdict of the greedy response.")
+    greedy_reason: str | None = Field(default=None, description="Verifier reason of the greedy verdict.")
+    greedy_finish_reason: str | None = Field(default=None, description="'stop' or 'length' (truncated).")
+    n_samples: int = Field(description="Sampled responses (0 when only greedy decoding ran).")
+    n_correct: int = Field(description="Sampled responses judged correct.")
+    majority_answer: str | None = Field(default=None, description="Most frequent answer among all samples.")
+    majority_credit: float | None = Field(
+        default=None, description="maj@n_samples credit: 1 correct majority, 1/t when the correct answer ties t ways, else 0."
+    )
+    samples_json: str | None = Field(
+        default=None, description="JSON list of the sampled responses: text, extracted, verdict, reason, finish_reason."
+    )
 
 
 MESSAGE_TYPE = pa.struct([pa.field("role", pa.string(), nullable=False), pa.field("content", pa.string(), nullable=False)])
@@ -360,6 +406,44 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("problem_id", pa.string()),
         pa.field("reason", pa.string(), nullable=False),
         pa.field("detail", pa.string()),
+        pa.field("benchmark", pa.string()),
+        pa.field("benchmark_item_id", pa.string()),
+        pa.field("layer", pa.string()),
+        pa.field("score", pa.float64()),
+    ]
+)
+
+BENCHMARK_ITEM_SCHEMA = pa.schema(
+    [
+        pa.field("benchmark", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("problem", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("subject", pa.string()),
+        pa.field("level", pa.string()),
+    ]
+)
+
+EVAL_RESULT_SCHEMA = pa.schema(
+    [
+        pa.field("benchmark", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("problem", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("subject", pa.string()),
+        pa.field("level", pa.string()),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("prompt_hash", pa.string(), nullable=False),
+        pa.field("greedy_response", pa.string()),
+        pa.field("greedy_extracted", pa.string()),
+        pa.field("greedy_verdict", pa.string()),
+        pa.field("greedy_reason", pa.string()),
+        pa.field("greedy_finish_reason", pa.string()),
+        pa.field("n_samples", pa.int64(), nullable=False),
+        pa.field("n_correct", pa.int64(), nullable=False),
+        pa.field("majority_answer", pa.string()),
+        pa.field("majority_credit", pa.float64()),
+        pa.field("samples_json", pa.string()),
     ]
 )
 
@@ -374,6 +458,8 @@ SCHEMAS: dict[type[Record], pa.Schema] = {
     Template: TEMPLATE_SCHEMA,
     Quarantined: QUARANTINE_SCHEMA,
     Rejected: REJECTED_SCHEMA,
+    BenchmarkItem: BENCHMARK_ITEM_SCHEMA,
+    EvalResult: EVAL_RESULT_SCHEMA,
 }
 
 

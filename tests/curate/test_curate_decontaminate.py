@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import datasets
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from mathforge.curate import Benchmark, BenchmarkLoadError, count_by_benchmark, decontaminate, load_benchmark
+from mathforge.benchmark_sets import BenchmarkSet, load_benchmark_set
+from mathforge.curate import (
+    DecontaminationConfig,
+    Decontaminator,
+    count_by_benchmark,
+    decontaminate,
+    load_benchmarks,
+)
+from mathforge.curate.llm_check import LLMCheckConfig, parse_verdict
+from mathforge.curate.retrieval import EmbeddingIndex
+from mathforge.curate.rewrites import change_numbers, reword
+from mathforge.generation import ScriptedGenerator
+from mathforge.records import BenchmarkItem
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = {
@@ -22,7 +30,20 @@ ITEMS = {
     "t2": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?",
     "t3": "Compute $\\dbinom{8}{4}$.",
 }
-BENCHMARK = Benchmark(name="toy", item_ids=tuple(ITEMS), texts=tuple(ITEMS.values()))
+
+
+def benchmark_set(name: str, items: dict[str, str]) -> BenchmarkSet:
+    return BenchmarkSet(
+        name=name,
+        source=name,
+        items=tuple(BenchmarkItem(benchmark=name, item_id=i, problem=text, answer="") for i, text in items.items()),
+    )
+
+
+BENCHMARK = benchmark_set("toy", ITEMS)
+# GPT-3's n-gram rule alone (with the exact layer), as the stage had it before the other layers.
+NGRAM = DecontaminationConfig(layers=("exact", "ngram"))
+UNRELATED = "A garden is 12 meters long and 5 meters wide. What is its area in square meters?"
 
 
 def problems(*texts: str) -> pa.Table:
@@ -39,11 +60,14 @@ def problems(*texts: str) -> pa.Table:
     ids=["case-punctuation-and-an-inserted-word", "prefix-and-changed-question"],
 )
 def test_a_benchmark_item_embedded_with_small_edits_is_caught(leak: str) -> None:
-    result = decontaminate(problems(leak), [BENCHMARK])
+    result = decontaminate(problems(leak), [BENCHMARK], NGRAM)
     assert result.counts == {"benchmark_ngram_overlap": 1}
-    detail = json.loads(result.rejected.column("detail")[0].as_py())
-    assert detail["benchmark"] == "toy" and detail["item_id"] in ITEMS and detail["column"] == "problem"
-    assert len(detail["match"].split()) == 13
+    (row,) = result.rejected.to_pylist()
+    assert (row["benchmark"], row["layer"]) == ("toy", "ngram") and row["benchmark_item_id"] in ITEMS
+    assert 0 < row["score"] <= 1
+    detail = json.loads(row["detail"])
+    assert detail["column"] == "problem" and len(detail["match"].split()) == 13
+    assert detail["item_text"] == ITEMS[row["benchmark_item_id"]]
 
 
 def test_distinct_problems_sharing_common_phrases_are_not_flagged() -> None:
@@ -52,13 +76,13 @@ def test_distinct_problems_sharing_common_phrases_are_not_flagged() -> None:
         "Tom earns $15 an hour for mowing lawns. How much did he earn after working 3 hours?",
         "Compute the sum of 8 and 4.",
     ]
-    assert decontaminate(problems(*distinct), [BENCHMARK]).counts == {}
+    assert decontaminate(problems(*distinct), [BENCHMARK], NGRAM).counts == {}
 
 
 def test_ngram_length_is_configurable() -> None:
     overlap_of_10 = "Weng earns $12 an hour for babysitting. Yesterday she worked in the garden for hours."
-    assert decontaminate(problems(overlap_of_10), [BENCHMARK]).counts == {}
-    assert decontaminate(problems(overlap_of_10), [BENCHMARK], ngram=8).counts == {"benchmark_ngram_overlap": 1}
+    assert decontaminate(problems(overlap_of_10), [BENCHMARK], NGRAM).counts == {}
+    assert decontaminate(problems(overlap_of_10), [BENCHMARK], NGRAM.model_copy(update={"ngram": 8})).counts == {"benchmark_ngram_overlap": 1}
 
 
 def test_short_texts_match_as_exact_token_substrings() -> None:
@@ -68,7 +92,7 @@ def test_short_texts_match_as_exact_token_substrings() -> None:
         "Compute $\\dbinom{9}{4}$.",  # short, different numbers
         "She earn?",  # shorter than min_short_tokens: too generic to judge
     )
-    result = decontaminate(table, [BENCHMARK])
+    result = decontaminate(table, [BENCHMARK], NGRAM)
     assert result.kept.column("problem_id").to_pylist() == ["p2", "p3"]
     assert set(result.rejected.column("reason").to_pylist()) == {"benchmark_exact_substring"}
     matches = {r["row_id"]: json.loads(r["detail"])["match"] for r in result.rejected.to_pylist()}
@@ -78,16 +102,16 @@ def test_short_texts_match_as_exact_token_substrings() -> None:
 def test_boilerplate_shared_by_many_items_is_ignored() -> None:
     instruction = "Think step by step and put your final answer within a box at the very end of your reply."
     items = tuple(f"{instruction} What is {i} plus {i + 1}?" for i in range(12))
-    benchmark = Benchmark(name="templated", item_ids=tuple(map(str, range(12))), texts=items)
+    benchmark = benchmark_set("templated", dict(zip(map(str, range(12)), items)))
     row = problems(f"{instruction} A shop has 7 red pens and 5 blue pens. How many pens are there?")
-    assert decontaminate(row, [benchmark]).counts == {}
-    assert decontaminate(row, [benchmark], max_item_frequency=20).counts == {"benchmark_ngram_overlap": 1}
+    assert decontaminate(row, [benchmark], NGRAM).counts == {}
+    assert decontaminate(row, [benchmark], NGRAM.model_copy(update={"max_item_frequency": 20})).counts == {"benchmark_ngram_overlap": 1}
 
 
 def test_configured_columns_are_checked_and_the_row_id_is_the_sample_id(make_samples) -> None:
     table = make_samples({"sample_id": "s1", "response": "Restating: " + ITEMS["t1"] + " The answer is 72."})
-    assert decontaminate(table, [BENCHMARK]).counts == {}
-    result = decontaminate(table, [BENCHMARK], columns=("problem", "response"))
+    assert decontaminate(table, [BENCHMARK], NGRAM).counts == {}
+    result = decontaminate(table, [BENCHMARK], NGRAM, columns=("problem", "response"))
     assert result.rejected.column("row_id").to_pylist() == ["s1"]
     assert json.loads(result.rejected.column("detail")[0].as_py())["column"] == "response"
     assert count_by_benchmark(result.rejected) == {"toy": 1}
@@ -100,61 +124,98 @@ def test_the_demo_benchmark_leaks_exactly_two_seed_problems() -> None:
         for line in (REPO / "data" / "seeds" / name).open()
     ]
     table = pa.table({"problem_id": [s["id"] for s in seeds], "problem": [s["problem"] for s in seeds]})
-    demo = load_benchmark(REPO / "data" / "benchmarks" / "demo_benchmark.jsonl")
-    assert len(demo.texts) == 30
-    result = decontaminate(table, [demo])
-    assert sorted(result.rejected.column("row_id").to_pylist()) == ["gs-002", "gs-004"]
+    (demo,) = load_benchmarks(DecontaminationConfig(benchmarks=(str(REPO / "data" / "benchmarks" / "demo_benchmark.jsonl"),)))
+    assert len(demo.items) == 30
+    assert sorted(decontaminate(table, [demo], NGRAM).rejected.column("row_id").to_pylist()) == ["gs-002", "gs-004"]
+    # Every layer together flags no other seed: the embedding layer does not mistake a similar setting for a copy.
+    assert sorted(decontaminate(table, [demo]).rejected.column("row_id").to_pylist()) == ["gs-002", "gs-004"]
 
 
-def test_benchmarks_load_from_jsonl_parquet_and_saved_datasets(tmp_path: Path) -> None:
-    records = [{"question": "What is 2 plus 2?", "answer": "4"}, {"question": "What is 3 plus 5?", "answer": "8"}]
-    jsonl = tmp_path / "gsm.jsonl"
-    jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    from_jsonl = load_benchmark(jsonl)
-    assert (from_jsonl.name, from_jsonl.item_ids, from_jsonl.texts[1]) == ("gsm", ("0", "1"), "What is 3 plus 5?")
+def test_benchmarks_without_answers_load_for_decontamination(tmp_path: Path) -> None:
+    path = tmp_path / "held_out.jsonl"
+    path.write_text(json.dumps({"id": "h1", "question": ITEMS["t2"]}) + "\n")
+    (loaded,) = load_benchmarks(DecontaminationConfig(benchmarks=(str(path),)))
+    assert (loaded.name, loaded.items[0].item_id, loaded.items[0].answer) == ("held_out", "h1", "")
 
-    parquet = tmp_path / "math.parquet"
-    pq.write_table(pa.Table.from_pylist([{"id": "m1", "problem": "Find x.", "question": "ignored"}]), parquet)
-    assert load_benchmark(parquet).item_ids == ("m1",) and load_benchmark(parquet).texts == ("Find x.",)
 
-    datasets.DatasetDict({"test": datasets.Dataset.from_list(records)}).save_to_disk(tmp_path / "saved")
-    assert load_benchmark(tmp_path / "saved").texts == from_jsonl.texts
-    with pytest.raises(BenchmarkLoadError, match="splits"):
-        load_benchmark(tmp_path / "saved", split="validation")
+def test_exact_layer_matches_the_whole_normalized_text() -> None:
+    copy = "  NATALIA sold clips to 48 of her friends in April and then she sold half as many clips in May; "
+    copy += "how many clips did Natalia sell altogether in April and May"
+    result = decontaminate(problems(copy, ITEMS["t1"] + " Show your work."), [BENCHMARK], NGRAM)
+    rows = {row["row_id"]: row for row in result.rejected.to_pylist()}
+    assert (rows["p0"]["reason"], rows["p0"]["layer"], rows["p0"]["score"]) == ("benchmark_exact_match", "exact", 1.0)
+    assert rows["p1"]["layer"] == "ngram"  # not the whole text: overlap, not an exact match
+
+
+def test_numbers_masked_ngrams_catch_a_copy_with_changed_numbers() -> None:
+    copy = change_numbers(ITEMS["t2"])
+    assert copy != ITEMS["t2"]
+    assert decontaminate(problems(copy), [BENCHMARK], NGRAM).counts == {}  # every 13-gram of t2 holds a number
+    masked = DecontaminationConfig(layers=("exact", "ngram", "ngram_masked"))
+    (row,) = decontaminate(problems(copy), [BENCHMARK], masked).rejected.to_pylist()
+    assert (row["reason"], row["benchmark_item_id"], row["layer"]) == ("benchmark_ngram_overlap_numbers_masked", "t2", "ngram_masked")
+    short = change_numbers(ITEMS["t3"])  # no short-text rule on masked text: it would match every binomial
+    assert decontaminate(problems(short), [BENCHMARK], masked).counts == {}
+
+
+def test_embedding_layer_catches_reworded_copies_and_keeps_unrelated_problems() -> None:
+    reworded = change_numbers(reword(ITEMS["t1"]))
+    table = problems(reworded, UNRELATED)
+    no_embedding = DecontaminationConfig(layers=("exact", "ngram", "ngram_masked"))
+    assert decontaminate(table, [BENCHMARK], no_embedding).counts == {}
+    result = decontaminate(table, [BENCHMARK])
+    (row,) = result.rejected.to_pylist()
+    assert (row["row_id"], row["layer"], row["benchmark_item_id"]) == ("p0", "embedding", "t1")
+    assert DecontaminationConfig().embedding.threshold <= row["score"] <= 1.0
+    assert json.loads(row["detail"])["item_text"] == ITEMS["t1"]
+
+
+def test_the_benchmark_index_is_built_once_per_content_hash(tmp_path: Path) -> None:
+    config = DecontaminationConfig().embedding.model_copy(update={"cache_dir": str(tmp_path)})
+    first = EmbeddingIndex.build(list(ITEMS.values()), config)
+    (path,) = (tmp_path / "decontamination").glob("*.npy")
+    np.save(path, -first.vectors)  # a rebuild that encoded again would not see this
+    assert np.array_equal(EmbeddingIndex.build(list(ITEMS.values()), config).vectors, -first.vectors)
+    EmbeddingIndex.build([*ITEMS.values(), UNRELATED], config)
+    assert len(list((tmp_path / "decontamination").glob("*.npy"))) == 2
+    items, cosines = first.nearest([ITEMS["t2"], UNRELATED])
+    assert items[0] == 1 and cosines[0] == pytest.approx(1.0, abs=1e-4) and cosines[1] < 0.5
+
+
+def test_llm_confirms_or_clears_embedding_candidates() -> None:
+    reworded = reword(ITEMS["t1"])
+    similar = "Natalia sold 48 clips in April. How many clips will she sell in June if she doubles her sales each month?"
+    asked: list[str] = []
+
+    def script(prompt: str, index: int, params) -> str:
+        asked.append(prompt)
+        return "True" if reworded in prompt else "False, they ask different things."
+
+    config = DecontaminationConfig(layers=("embedding",), llm=LLMCheckConfig(enabled=True, min_cosine=0.5))
+    checker = Decontaminator([BENCHMARK], config, generator=ScriptedGenerator(script=script))
+    result = decontaminate(problems(reworded, similar, UNRELATED), checker)
+    (row,) = result.rejected.to_pylist()
+    assert (row["row_id"], row["reason"], row["layer"]) == ("p0", "benchmark_llm_confirmed", "llm")
+    assert json.loads(row["detail"])["llm_reply"] == "True"
+    assert len(asked) == 2 and all(ITEMS["t1"] in prompt for prompt in asked)  # the unrelated row is no candidate
+    assert dict(checker.stats) == {"llm_candidates": 2, "llm_confirmed": 1, "llm_cleared": 1}
+    with pytest.raises(ValueError, match="needs a generator"):
+        Decontaminator([BENCHMARK], config)
 
 
 @pytest.mark.parametrize(
-    ("content", "fields", "message"),
-    [
-        (None, ("problem",), "not found"),
-        ('{"problem": "ok"}\nnot json\n', ("problem",), "gsm.jsonl:2: invalid JSON"),
-        ('{"text": "x"}\n', ("problem", "question"), "none of the fields"),
-    ],
-    ids=["missing-file", "invalid-json-line", "no-text-field"],
+    ("reply", "expected"),
+    [("True", True), ("false.", False), ("Yes, same problem", True), ("No", False), ("I cannot tell", None)],
+    ids=["true", "false", "yes", "no", "unparsable"],
 )
-def test_bad_benchmark_files_raise_errors_naming_the_problem(tmp_path: Path, content, fields, message) -> None:
-    path = tmp_path / "gsm.jsonl"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(BenchmarkLoadError, match=message):
-        load_benchmark(path, text_fields=fields)
-
-
-def test_a_hub_name_offline_raises_a_clear_error() -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    code = (
-        "from mathforge.curate.decontaminate import load_benchmark, BenchmarkLoadError\n"
-        "try:\n    load_benchmark('someone/no-such-benchmark')\n"
-        "except BenchmarkLoadError as error:\n    print(error)\n"
-    )
-    completed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert "could not be loaded from the hub (offline?)" in completed.stdout, completed.stderr
+def test_llm_verdicts_are_parsed(reply: str, expected: bool | None) -> None:
+    assert parse_verdict(reply) is expected
 
 
 def test_decontaminate_validates_its_arguments() -> None:
-    with pytest.raises(ValueError, match="at least one Benchmark"):
+    with pytest.raises(ValueError, match="at least one BenchmarkSet"):
         decontaminate(problems("x"), [])
     with pytest.raises(KeyError, match="response"):
-        decontaminate(problems("x"), [BENCHMARK], columns=("response",))
+        decontaminate(problems("x"), [BENCHMARK], NGRAM, columns=("response",))
     with pytest.raises(ValueError):
-        decontaminate(problems("x"), [BENCHMARK], ngram=2)
+        DecontaminationConfig(ngram=2)

@@ -61,7 +61,7 @@ def test_curate_runs_every_step_in_order_and_accounts_for_every_row(raw: pa.Tabl
     assert len(capped) == 1 and capped[0] in {"b3", "b4"}
     assert {row_id: why for row_id, why in reasons.items() if row_id not in capped} == {
         "truncated": ("filter", "truncated"),
-        "leak": ("decontaminate", "benchmark_ngram_overlap"),
+        "leak": ("decontaminate", "benchmark_exact_match"),
         "b2": ("dedup_exact", "exact_duplicate_sample"),
         "copy": ("dedup_near", "near_duplicate_problem"),
     }

@@ -91,7 +91,7 @@ def test_finish_selection_writes_columns_and_rejects(make_samples):
     assert result.table.schema == table.schema
     assert result.counts == {"kept": 2, "not_selected": 1}
     assert result.rejected.schema == REJECTED_SCHEMA
-    assert result.rejected.to_pylist() == [
+    assert result.rejected.select(["stage", "row_id", "problem_id", "reason", "detail"]).to_pylist() == [
         {"stage": "select.kmeans", "row_id": "s1", "problem_id": "p1", "reason": "not_selected", "detail": None}
     ]
 

@@ -7,12 +7,14 @@ Each step is a pure function `step(table, *, ...) -> CurateResult` over a
 
 from mathforge.curate.capping import CappingConfig, cap_per_problem
 from mathforge.curate.decontaminate import (
-    Benchmark,
-    BenchmarkLoadError,
     DecontaminationConfig,
+    Decontaminator,
+    Hit,
+    contamination_report,
+    contamination_summary,
     count_by_benchmark,
     decontaminate,
-    load_benchmark,
+    load_benchmarks,
 )
 from mathforge.curate.dedup import DedupConfig, dedup_exact, dedup_near, minhash_signatures
 from mathforge.curate.filters import (
@@ -28,19 +30,19 @@ from mathforge.curate.filters import (
     filter_samples,
     length_bounds,
 )
-from mathforge.curate.pipeline import CurateConfig, curate, load_benchmarks
+from mathforge.curate.pipeline import CurateConfig, curate
 from mathforge.curate.result import CurateResult, StepCounts
 
 __all__ = [
     "ALL_CHECKS",
-    "Benchmark",
-    "BenchmarkLoadError",
     "CappingConfig",
     "CurateConfig",
     "CurateResult",
     "DecontaminationConfig",
+    "Decontaminator",
     "DedupConfig",
     "FilterConfig",
+    "Hit",
     "StepCounts",
     "boxed_contents",
     "cap_per_problem",
@@ -50,6 +52,8 @@ __all__ = [
     "check_language",
     "check_length",
     "check_truncated",
+    "contamination_report",
+    "contamination_summary",
     "count_by_benchmark",
     "curate",
     "decontaminate",
@@ -57,7 +61,6 @@ __all__ = [
     "dedup_near",
     "filter_samples",
     "length_bounds",
-    "load_benchmark",
     "load_benchmarks",
     "minhash_signatures",
 ]

@@ -22,10 +22,12 @@ from pydantic import Field
 
 from mathforge.config import Section
 from mathforge.curate.capping import CappingConfig, cap_per_problem
-from mathforge.curate.decontaminate import Benchmark, DecontaminationConfig, decontaminate, load_benchmark
+from mathforge.benchmark_sets import BenchmarkSet
+from mathforge.curate.decontaminate import DecontaminationConfig, Decontaminator, decontaminate, load_benchmarks
 from mathforge.curate.dedup import DedupConfig, dedup_exact, dedup_near
 from mathforge.curate.filters import FilterConfig, filter_samples
 from mathforge.curate.result import CurateResult, StepCounts
+from mathforge.generation.base import Generator
 from mathforge.records import REJECTED_SCHEMA
 
 
@@ -41,39 +43,35 @@ class CurateConfig(Section):
     capping: CappingConfig = Field(default_factory=CappingConfig, description="Fair per-problem cap.")
 
 
-def load_benchmarks(config: DecontaminationConfig) -> list[Benchmark]:
-    """Load every benchmark listed in `config`."""
-    return [
-        load_benchmark(source, text_fields=config.text_fields, id_field=config.id_field, split=config.split)
-        for source in config.benchmarks
-    ]
-
-
-def curate(table: pa.Table, config: CurateConfig, *, benchmarks: Sequence[Benchmark] | None = None) -> CurateResult:
+def curate(
+    table: pa.Table,
+    config: CurateConfig,
+    *,
+    benchmarks: Sequence[BenchmarkSet] | Decontaminator | None = None,
+    generator: Generator | None = None,
+) -> CurateResult:
     """Run filters, decontamination, exact and near dedup and capping as configured.
 
     Reads and adds the columns of each step (none added). `benchmarks`
-    overrides `config.decontamination.benchmarks` (already loaded, e.g. to
-    load them once for many shards). A step that is off or has nothing to
-    do (no benchmarks, no cap) is absent from the result's `steps`.
+    overrides `config.decontamination.benchmarks` (already loaded, or a built
+    `Decontaminator`, e.g. to build the indexes once for many shards).
+    `generator` serves the decontamination's optional LLM check. Decontamination
+    runs when `config.decontamination.check` has 'samples'. A step that is off
+    or has nothing to do (no benchmarks, no cap) is absent from the result's `steps`.
     """
-    if benchmarks is None:
-        benchmarks = load_benchmarks(config.decontamination)
     decontamination = config.decontamination
+    if benchmarks is None and "samples" in decontamination.check:
+        benchmarks = load_benchmarks(decontamination)
     steps: list[Callable[[pa.Table], CurateResult]] = []
     if config.filters.enabled:
         steps.append(lambda current: filter_samples(current, **config.filters.model_dump(exclude={"enabled"})))
-    if benchmarks:
-        steps.append(
-            lambda current: decontaminate(
-                current,
-                benchmarks,
-                ngram=decontamination.ngram,
-                min_short_tokens=decontamination.min_short_tokens,
-                columns=decontamination.columns,
-                max_item_frequency=decontamination.max_item_frequency,
-            )
+    if benchmarks and "samples" in decontamination.check:
+        checker = (
+            benchmarks
+            if isinstance(benchmarks, Decontaminator)
+            else Decontaminator(benchmarks, decontamination, generator=generator)
         )
+        steps.append(lambda current: decontaminate(current, checker))
     if config.dedup.enabled:
         steps.append(dedup_exact)
         if config.dedup.near_duplicates:

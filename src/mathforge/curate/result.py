@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mathforge.records import REJECTED_SCHEMA
+from mathforge.records import REJECTED_SCHEMA, conform
 
 
 @dataclass(frozen=True)
@@ -96,25 +96,37 @@ def require_columns(table: pa.Table, columns: Sequence[str], step: str) -> None:
 
 
 def split_rows(
-    step: str, table: pa.Table, reasons: Sequence[str | None], details: Sequence[str | None]
+    step: str,
+    table: pa.Table,
+    reasons: Sequence[str | None],
+    details: Sequence[str | None],
+    **columns: Sequence[object],
 ) -> CurateResult:
     """Keep the rows whose reason is None, reject the others with their reason and detail.
 
-    Kept and rejected rows stay in input order; the input table is not changed.
+    `columns` gives per-row values of further optional `REJECTED_SCHEMA`
+    columns (e.g. decontamination's `benchmark`, `layer`, `score`). Kept and
+    rejected rows stay in input order; the input table is not changed.
     """
     if len(reasons) != table.num_rows or len(details) != table.num_rows:
         raise ValueError(f"{step}: need one reason and one detail per row")
     is_dropped = np.array([reason is not None for reason in reasons], dtype=bool)
     dropped_rows = np.flatnonzero(is_dropped)
-    rejected = pa.table(
-        {
-            "stage": pa.array([step] * len(dropped_rows), pa.string()),
-            "row_id": row_ids(table).take(dropped_rows).cast(pa.string()),
-            "problem_id": table.column("problem_id").take(dropped_rows).cast(pa.string()),
-            "reason": pa.array([reasons[i] for i in dropped_rows], pa.string()),
-            "detail": pa.array([details[i] for i in dropped_rows], pa.string()),
-        },
-        schema=REJECTED_SCHEMA,
+    rejected = conform(
+        pa.table(
+            {
+                "stage": pa.array([step] * len(dropped_rows), pa.string()),
+                "row_id": row_ids(table).take(dropped_rows).cast(pa.string()),
+                "problem_id": table.column("problem_id").take(dropped_rows).cast(pa.string()),
+                "reason": pa.array([reasons[i] for i in dropped_rows], pa.string()),
+                "detail": pa.array([details[i] for i in dropped_rows], pa.string()),
+                **{
+                    name: pa.array([values[i] for i in dropped_rows], REJECTED_SCHEMA.field(name).type)
+                    for name, values in columns.items()
+                },
+            }
+        ),
+        REJECTED_SCHEMA,
     )
     counts = Counter(reasons[i] for i in dropped_rows)
     kept = table.filter(pa.array(~is_dropped))

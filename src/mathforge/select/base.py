@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from mathforge.config import Section
-from mathforge.records import REJECTED_SCHEMA, SAMPLE_SCHEMA
+from mathforge.records import REJECTED_SCHEMA, SAMPLE_SCHEMA, conform
 
 #: Characters per token assumed when a row has no token count (English BPE rule of thumb).
 CHARS_PER_TOKEN = 4
@@ -194,15 +194,16 @@ def finish_selection(
     problem_ids = (
         table.column("problem_id").take(take) if "problem_id" in table.column_names else pa.nulls(len(dropped), pa.string())
     )
-    rejected = pa.Table.from_arrays(
-        [
-            pa.array([f"select.{method}"] * len(dropped), pa.string()),
-            table.column("sample_id").take(take),
-            problem_ids,
-            pa.array(reasons.tolist(), pa.string()),
-            pa.nulls(len(dropped), pa.string()),
-        ],
-        schema=REJECTED_SCHEMA,
+    rejected = conform(
+        pa.table(
+            {
+                "stage": pa.array([f"select.{method}"] * len(dropped), pa.string()),
+                "row_id": table.column("sample_id").take(take),
+                "problem_id": problem_ids,
+                "reason": pa.array(reasons.tolist(), pa.string()),
+            }
+        ),
+        REJECTED_SCHEMA,
     )
     counts = {"kept": int(len(keep))}
     unique_reasons, reason_counts = np.unique(reasons.astype(str), return_counts=True)
