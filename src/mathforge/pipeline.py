@@ -12,14 +12,21 @@ import functools
 import hashlib
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mathforge import prompts
 from mathforge.config import BuildConfig
-from mathforge.generation import GenerationConfig, ModelConfig, ScriptedProblem, make_generator, release_shared_generators, shared_generator
+from mathforge.generation import (
+    GenerationConfig,
+    ModelConfig,
+    ScriptedProblem,
+    make_generator,
+    release_shared_generators,
+    shared_generator,
+)
 from mathforge.generation.base import Generator, TokenScorer
 from mathforge.generation.cache import CachedGenerator
 from mathforge.ingest import ingest
@@ -35,6 +42,9 @@ from mathforge.records import (
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
 from mathforge.synthesis.dart import run_dart
 from mathforge.verify import VerifierPool, verifier_name
+
+if TYPE_CHECKING:
+    from mathforge.select.grape import ConversationFn
 
 log = logging.getLogger("mathforge")
 
@@ -144,7 +154,7 @@ def prompt_by_strategy(config: BuildConfig) -> dict[str, str]:
     return chosen
 
 
-def row_conversations(config: BuildConfig):
+def row_conversations(config: BuildConfig) -> "ConversationFn":
     """row -> its exported `Conversation` (mathforge.conversation.row_conversation with this build's prompts)."""
     from mathforge.conversation import row_conversation
 

@@ -81,6 +81,28 @@ def test_generation_and_loglikelihood_against_vllm_serve(server, vllm_generator)
         assert abs(r.per_token - l.per_token) < 0.05
 
 
+def test_score_tokens_of_an_exported_conversation_matches_the_in_process_engine(server, vllm_generator):
+    """Token ids rendered with the locally loaded tokenizer, scored by the server's prompt_logprobs, masked."""
+    from mathforge.conversation import Conversation, tokenize_conversation
+
+    generator = _generator(server["url"])
+    conversation = Conversation(
+        prompt=[
+            {"role": "user", "content": "What is 2 + 2?"},
+            {"role": "assistant", "content": "5"},
+            {"role": "user", "content": "Your final answer, 5, is incorrect."},
+        ],
+        completion=[{"role": "assistant", "content": "Sorry: 2 + 2 = 4. \\boxed{4}"}],
+    )
+    tokens = tokenize_conversation(generator.tokenizer, conversation)
+    assert tokens.input_ids == tokenize_conversation(vllm_generator.tokenizer, conversation).input_ids
+    sequences = [(tokens.input_ids, tokens.completion_mask)]
+    (remote,) = generator.score_tokens(sequences)
+    (local,) = vllm_generator.score_tokens(sequences)
+    assert remote.n_tokens == local.n_tokens == sum(tokens.completion_mask)
+    assert abs(remote.per_token - local.per_token) < 0.05
+
+
 def test_server_killed_mid_batch_retries_then_fails_naming_the_endpoint(server, tmp_path):
     generator = _generator(server["url"], max_in_flight=2, max_retries=2, backoff_base_s=0.2, backoff_max_s=0.5)
     cached = CachedGenerator(generator, tmp_path / "cache.sqlite")

@@ -108,6 +108,8 @@ def test_target_model_decides_on_the_exported_tokens(derived_model):
     assert planted, "the planted candidates must split the two models on at least one problem"
 
     kept = {}
+    exact_argmax = 0
+    largest_gap = 0.0
     for name, path in targets.items():
         scorer = shared_generator(ModelConfig(backend="vllm", model=path, engine=ENGINE))
         # Asking for the second model released the first engine: one engine in memory at a time.
@@ -120,7 +122,12 @@ def test_target_model_decides_on_the_exported_tokens(derived_model):
             # The kept row is the transformers argmax (or ties with it within float32 noise).
             assert independent[name][sample_id] >= independent[name][best] - 1e-3, (name, problem, sample_id, best)
             assert engine_scores[sample_id] == pytest.approx(independent[name][sample_id], abs=2e-3)
+            exact_argmax += sample_id == best
+            largest_gap = max(largest_gap, abs(engine_scores[sample_id] - independent[name][sample_id]))
     release_shared_generators()
     swapped = [p for p in kept["derived"] if kept["derived"][p] != kept["smollm2"][p]]
     assert swapped, "swapping the target must change the choice on a planted problem"
-    print(f"planted_disagreements={len(planted)} choices_changed_by_swapping_target={len(swapped)} problems={len(kept['derived'])}")
+    print(
+        f"planted_disagreements={len(planted)} choices_changed_by_swapping_target={len(swapped)} "
+        f"kept_is_transformers_argmax={exact_argmax}/{2 * len(expected['derived'])} max_per_token_gap={largest_gap:.2e}"
+    )
