@@ -141,26 +141,17 @@ def with_model(config: BuildConfig, model: ModelConfig) -> BuildConfig:
     return config.model_copy(update={"generation": GenerationConfig.model_validate(model.model_dump())})
 
 
-def prompt_by_strategy(config: BuildConfig) -> dict[str, str]:
-    """The prompt template each row strategy was generated with; other rows use `output.prompt`.
-
-    The export renders a row's first user turn with it, and GRAPE scores the
-    row in that same conversation.
-    """
-    from mathforge.synthesis.self_correction import SOLVE_PROMPTS, STRATEGIES
-
-    chosen = {STRATEGIES[mode]: name for mode, name in SOLVE_PROMPTS.items()}
-    chosen[STRATEGIES["correction"]] = config.self_correction.attempt_prompt
-    return chosen
-
-
 def row_conversations(config: BuildConfig) -> "ConversationFn":
-    """row -> its exported `Conversation` (mathforge.conversation.row_conversation with this build's prompts)."""
+    """row -> its exported `Conversation`: the export's own rendering (`row_conversation` with this build's prompts).
+
+    GRAPE scores rows in exactly this conversation.
+    """
     from mathforge.conversation import row_conversation
+    from mathforge.synthesis.self_correction import prompt_by_strategy
 
     return functools.partial(
         row_conversation,
-        prompt_by_strategy=prompt_by_strategy(config),
+        prompt_by_strategy=prompt_by_strategy(config.self_correction.attempt_prompt),
         default_prompt=config.output.prompt,
         system_prompt=config.output.system_prompt,
     )
@@ -172,6 +163,10 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     Reads the seed problems; writes `data` (new problems with answer, program,
     template_id, variables_json, seed_problem_id), `templates` (the templates
     used) and `rejected` (templates, instances and paraphrases dropped, with reasons).
+    With `templates.emit_solutions` it also writes `solutions`: Sample rows
+    whose response is an instance's rendered solution (verified, strategy
+    'template-solution'); instances not used are `rejected` rows of stage
+    'template_solution', counted as `solutions_*` (they are not problem drops).
     """
     from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
     from mathforge.sandbox import SandboxPool
@@ -182,6 +177,10 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     authored_digest = _file_digest(section.authored_dir)
     prompt_names = ["decouple_numbers", "paraphrase_problem"]
     stage_config = [section, authored_digest, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
+    # Template solutions' token counts use the export's tokenizer, when there is one.
+    tokenizer_model = config.output.tokenizer_model(config.generation.backend, config.generation.model)
+    if section.emit_solutions:
+        stage_config += [config.output.prompt, tokenizer_model]
 
     def work(stage: Stage) -> StageSummary:
         seeds = read_problems(seeds_result)
@@ -207,14 +206,18 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
                 problems += rewritten.problems
                 rejected += rewritten.rejected
                 counts.update({f"paraphrase_{k}": v for k, v in rewritten.counts.items()})
-        stage.write_shard(
-            0,
-            {
-                "data": to_table(problems, PROBLEM_SCHEMA),
-                "templates": to_table(templates, TEMPLATE_SCHEMA),
-                "rejected": to_table(rejected, REJECTED_SCHEMA),
-            },
-        )
+        outputs = {
+            "data": to_table(problems, PROBLEM_SCHEMA),
+            "templates": to_table(templates, TEMPLATE_SCHEMA),
+        }
+        solution_rejected = []
+        if section.emit_solutions:
+            made_rows = _template_solution_rows(config, problems, tokenizer_model)
+            outputs["solutions"] = to_table(made_rows.samples, SAMPLE_SCHEMA)
+            solution_rejected = made_rows.rejected
+            counts.update({f"solutions_{k}": v for k, v in made_rows.counts.items()})
+        outputs["rejected"] = to_table(rejected + solution_rejected, REJECTED_SCHEMA)
+        stage.write_shard(0, outputs)
         summary = StageSummary(rows_in=len(problems) + len(rejected), rows_out=len(problems))
         summary.drop_reasons.update(f"{r.stage}:{r.reason}" for r in rejected)
         summary.counts.update({k: v for k, v in counts.items() if isinstance(v, (int, float))})
@@ -223,6 +226,26 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
         return summary
 
     return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
+
+
+def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None):
+    """Verified template-solution Samples of `problems` (synthesis.template_solutions)."""
+    from mathforge.synthesis.template_solutions import solution_samples
+
+    options = {}
+    if tokenizer_model is not None:
+        from mathforge.conversation import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_model)
+        options["count_tokens"] = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    with VerifierPool(config.verification) as pool:
+        return solution_samples(
+            problems,
+            verify_many=pool.verify_many,
+            prompt=config.output.prompt,
+            verifier=verifier_name(config.verification),
+            **options,
+        )
 
 
 def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict:
@@ -402,13 +425,14 @@ def select_stage(config: BuildConfig, sources: list[tuple[StageResult, str]], *,
     """
     from mathforge.records import REJECTED_SCHEMA
     from mathforge.select import select
+    from mathforge.synthesis.self_correction import prompt_by_strategy
 
     section = config.selection
     has_grape = bool(section.grape_steps())
     target = section.target_model()
     scoring_model = target or config.generation.primary()
     conversations = row_conversations(config)
-    export_prompts = sorted({*prompt_by_strategy(config).values(), config.output.prompt})
+    export_prompts = sorted({*prompt_by_strategy(config.self_correction.attempt_prompt).values(), config.output.prompt})
     grape_fingerprint = [scoring_model, _prompt_fingerprint(export_prompts), config.output.system_prompt] if has_grape else None
     stage_config = [section, grape_fingerprint]
 
@@ -456,14 +480,18 @@ def export_stage(
     """Export the union of `sources` (stage, output) as a dataset version; skipped when it exists.
 
     `upstream` lists every stage of the build in order: their manifests make
-    the card's raw → exported table. The user turn of each row's `messages` is
-    the prompt its strategy was generated with.
+    the card's raw → exported table. The user turn of each row's `prompt` is
+    the prompt its strategy was generated with; `output.tokenizer` decides
+    whether rows are also pre-tokenized (input_ids, completion_mask).
     """
     from mathforge.export import export_dataset
     from mathforge.generation.embedded import model_checksum
+    from mathforge.synthesis.self_correction import prompt_by_strategy
 
     version = fingerprint([config.output, [r.fingerprint for r in upstream], [r.fingerprint for r, _ in sources]])
     export_dir = Path(config.output.export_dir)
+    # The model to be fine-tuned: GRAPE's target when one is named, else the generation model.
+    trained = (config.selection.target_model() if config.selection else None) or config.generation
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
         samples = read_sources(sources, include_surplus=config.output.include_surplus)
@@ -486,11 +514,12 @@ def export_stage(
             version=version,
             prompt=config.output.prompt,
             system_prompt=config.output.system_prompt,
-            prompt_by_strategy=prompt_by_strategy(config),
+            prompt_by_strategy=prompt_by_strategy(config.self_correction.attempt_prompt),
             query_info=info,
             manifests=[r.manifest for r in upstream],
             meta=meta,
             extra_tables={"quarantine": quarantine} if quarantine.num_rows else None,
+            tokenizer=config.output.tokenizer_model(trained.backend, trained.model),
         )
         log.info("exported %d rows to %s", samples.num_rows, path)
         return StageSummary(rows_in=samples.num_rows, rows_out=samples.num_rows), {"export_path": str(path)}
