@@ -254,7 +254,9 @@ def test_loss_falls_over_30_steps_on_64_template_rows(model_dir, tmp_path):
     )
     dataset = datasets.load_from_disk(str(path))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    args = _sft_args(tmp_path / "out", max_steps=30, learning_rate=1e-4, lr_scheduler_type="constant")
+    args = _sft_args(
+        tmp_path / "out", max_steps=30, per_device_train_batch_size=2, learning_rate=1e-4, lr_scheduler_type="constant"
+    )
     trainer = SFTTrainer(model=str(model_dir), args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

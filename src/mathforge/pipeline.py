@@ -41,6 +41,7 @@ from mathforge.records import (
 )
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
 from mathforge.synthesis.dart import run_dart
+from mathforge.synthesis.template_solutions import SolutionRowsResult, solution_samples
 from mathforge.verify import VerifierPool, verifier_name
 
 if TYPE_CHECKING:
@@ -166,7 +167,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     With `templates.emit_solutions` it also writes `solutions`: Sample rows
     whose response is an instance's rendered solution (verified, strategy
     'template-solution'); instances not used are `rejected` rows of stage
-    'template_solution', counted as `solutions_*` (they are not problem drops).
+    'template_solution', counted in the manifest's 'solutions' step (they are
+    not problem drops).
     """
     from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
     from mathforge.sandbox import SandboxPool
@@ -182,7 +184,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     if section.emit_solutions:
         stage_config += [config.output.prompt, tokenizer_model]
 
-    def work(stage: Stage) -> StageSummary:
+    def work(stage: Stage) -> tuple[StageSummary, dict]:
         seeds = read_problems(seeds_result)
         templates = load_authored_templates(Path(section.authored_dir), ids=section.templates)
         rejected = []
@@ -210,12 +212,14 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
             "data": to_table(problems, PROBLEM_SCHEMA),
             "templates": to_table(templates, TEMPLATE_SCHEMA),
         }
-        solution_rejected = []
+        solution_rejected, steps = [], []
         if section.emit_solutions:
             made_rows = _template_solution_rows(config, problems, tokenizer_model)
             outputs["solutions"] = to_table(made_rows.samples, SAMPLE_SCHEMA)
             solution_rejected = made_rows.rejected
-            counts.update({f"solutions_{k}": v for k, v in made_rows.counts.items()})
+            drops = {k: v for k, v in made_rows.counts.items() if k != "kept"}
+            # A step of its own in the card: problems in, SFT rows out (not problem drops).
+            steps.append({"step": "solutions", "rows_in": len(problems), "rows_out": len(made_rows.samples), "drop_reasons": drops})
         outputs["rejected"] = to_table(rejected + solution_rejected, REJECTED_SCHEMA)
         stage.write_shard(0, outputs)
         summary = StageSummary(rows_in=len(problems) + len(rejected), rows_out=len(problems))
@@ -223,15 +227,13 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
         summary.counts.update({k: v for k, v in counts.items() if isinstance(v, (int, float))})
         summary.counts["templates"] = len(templates)
         log.info("templates: %d templates, %d problems, %d rejected", len(templates), len(problems), len(rejected))
-        return summary
+        return summary, {"steps": steps}
 
     return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
 
 
-def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None):
+def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None) -> SolutionRowsResult:
     """Verified template-solution Samples of `problems` (synthesis.template_solutions)."""
-    from mathforge.synthesis.template_solutions import solution_samples
-
     options = {}
     if tokenizer_model is not None:
         from mathforge.conversation import load_tokenizer
