@@ -81,8 +81,11 @@ def test_generation_and_loglikelihood_against_vllm_serve(server, vllm_generator)
         assert abs(r.per_token - l.per_token) < 0.05
 
 
-def test_score_tokens_of_an_exported_conversation_matches_the_in_process_engine(server, vllm_generator):
+def test_score_tokens_of_an_exported_conversation_matches_a_transformers_forward_pass(server):
     """Token ids rendered with the locally loaded tokenizer, scored by the server's prompt_logprobs, masked."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     from mathforge.conversation import Conversation, tokenize_conversation
 
     generator = _generator(server["url"])
@@ -95,12 +98,15 @@ def test_score_tokens_of_an_exported_conversation_matches_the_in_process_engine(
         completion=[{"role": "assistant", "content": "Sorry: 2 + 2 = 4. \\boxed{4}"}],
     )
     tokens = tokenize_conversation(generator.tokenizer, conversation)
-    assert tokens.input_ids == tokenize_conversation(vllm_generator.tokenizer, conversation).input_ids
-    sequences = [(tokens.input_ids, tokens.completion_mask)]
-    (remote,) = generator.score_tokens(sequences)
-    (local,) = vllm_generator.score_tokens(sequences)
-    assert remote.n_tokens == local.n_tokens == sum(tokens.completion_mask)
-    assert abs(remote.per_token - local.per_token) < 0.05
+    (remote,) = generator.score_tokens([(tokens.input_ids, tokens.completion_mask)])
+    model = AutoModelForCausalLM.from_pretrained(prepare_model(), dtype=torch.float32).eval()
+    ids = torch.tensor([tokens.input_ids])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
+    token_logprobs = logprobs[torch.arange(ids.shape[1] - 1), ids[0, 1:]]
+    mask = torch.tensor(tokens.completion_mask[1:], dtype=torch.bool)
+    assert remote.n_tokens == int(mask.sum()) == sum(tokens.completion_mask)
+    assert abs(remote.per_token - token_logprobs[mask].mean().item()) < 0.05
 
 
 def test_server_killed_mid_batch_retries_then_fails_naming_the_endpoint(server, tmp_path):
