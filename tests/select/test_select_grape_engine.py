@@ -1,7 +1,8 @@
 """GRAPE on the real engine with two different real models: the target decides, on the exported tokens.
 
 The generator is the embedded SmolLM2-135M; the other model is derived from it
-(its first 4 decoder layers, S2L's proxy cut, saved as a model directory).
+(the session fixture `derived_model`: its first 4 decoder layers, S2L's proxy
+cut, saved as a model directory).
 Each is the GRAPE target in turn on the in-process vLLM backend, one engine at
 a time (`shared_generator` releases the first when the second is asked for).
 The kept response per problem must be the argmax of an independent float32
@@ -34,18 +35,6 @@ STYLES = [
     "Quantity: {c}, because combining gives it overall \\boxed{{{c}}}",
     "Let's think step by step. {a} plus {b} equals {c}.\nTherefore, the final answer is \\boxed{{{c}}}.",
 ]
-
-
-@pytest.fixture(scope="session")
-def derived_model(tmp_path_factory):
-    """SmolLM2-135M cut to its first 4 decoder layers, saved as a model directory (float32)."""
-    from mathforge.select.s2l import ProxyTraining, _load_proxy
-
-    tokenizer, model, _ = _load_proxy(ProxyTraining(n_layers=4, device="cpu"), seed=0)
-    directory = tmp_path_factory.mktemp("smollm2-4-layers")
-    model.eval().save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
 
 
 def _rows():
