@@ -1,4 +1,4 @@
-"""Build a dataset from one config: ingest → templates → DART → self-correction → curate → select → export.
+"""Build a dataset from one config: ingest → templates → DART (per sampling model) → self-correction → curate → select → export.
 
 Run: `python -m flows.build_dataset configs/demo.yaml [--run NAME] [--incremental]` or `mathforge build`.
 Each stage is a task that passes run-directory paths; stages are toggled in the
@@ -18,6 +18,7 @@ from prefect import flow
 from flows import tasks
 from flows.artifacts import publish_artifacts
 from mathforge import incremental as series
+from mathforge import pipeline
 from mathforge.config import load_config
 from mathforge.store import StageResult
 
@@ -42,11 +43,17 @@ def build_dataset(config_path: str, run_name: str | None = None, incremental: bo
     if config.self_correction.enabled:
         results["self_correction"] = tasks.self_correction(config, problem_sources, results["dart"])
         samples.append((results["self_correction"], "data"))
+    dart = [results["dart"]]
+    # One DART stage per further sampling model, after every stage of the main one: engines load one at a time.
+    for index, model in enumerate(config.generation.additional, 1):
+        dart.append(tasks.dart(pipeline.with_model(config, model), problem_sources, name=f"dart-{index}"))
+        results[f"dart-{index}"] = dart[-1]
+        samples.append((dart[-1], "accepted"))
     if config.curation is not None:
         results["curate"] = tasks.curate(config, samples)
         samples = [(results["curate"], "data")]
     if config.selection is not None:
-        results["select"] = tasks.select(config, samples)
+        results["select"] = tasks.select(config, samples, dart=dart)
         samples = [(results["select"], "data")]
     upstream = list(results.values())
     merged = samples + series.earlier_sources(ledger)

@@ -18,7 +18,8 @@ def select(config_path: str) -> StageResult:
     config = load_config(config_path)
     if config.selection is None:
         raise ValueError(f"{config_path}: no `selection` section")
-    return tasks.select(config, [(tasks.dart(config, [tasks.ingest(config)]), "accepted")])
+    dart = tasks.dart(config, [tasks.ingest(config)])
+    return tasks.select(config, [(dart, "accepted")], dart=[dart])
 
 
 if __name__ == "__main__":

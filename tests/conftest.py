@@ -40,6 +40,18 @@ def vllm_generator():
     generator.close()
 
 
+@pytest.fixture(scope="session")
+def derived_model(tmp_path_factory) -> str:
+    """A second real model: SmolLM2-135M cut to its first 4 decoder layers (S2L's proxy cut), saved as a directory."""
+    from mathforge.select.s2l import ProxyTraining, _load_proxy
+
+    tokenizer, model, _ = _load_proxy(ProxyTraining(n_layers=4, device="cpu"), seed=0)
+    directory = tmp_path_factory.mktemp("smollm2-4-layers")
+    model.eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
 @pytest.fixture()
 def small_seeds(tmp_path: Path) -> Path:
     """A seed file of six clean problems with known answers."""

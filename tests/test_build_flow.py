@@ -120,3 +120,48 @@ def test_killed_build_resumes_to_the_same_dataset(tmp_path, seeds_with_bad_rows,
     assert resumed.num_rows == whole.num_rows
     assert len(set(resumed["sample_id"])) == resumed.num_rows
     assert sorted(resumed["response"]) == sorted(whole["response"])
+
+
+def test_grape_following_dart_exports_dart_counts_from_two_models(prefect_harness, tmp_path, seeds_with_bad_rows, scripted_config):
+    """Two scripted sampling models, surplus included: GRAPE keeps per problem exactly DART's accepted count."""
+    import datasets
+    import pyarrow as pa
+
+    from flows.build_dataset import build_dataset
+    from mathforge.records import QUERY_INFO_SCHEMA
+    from mathforge.select import dart_allocation
+    from mathforge.store import read_output
+
+    sections = {
+        "templates": {"enabled": False},
+        "self_correction": {"enabled": False},
+        "curation": None,
+        "generation": {
+            "backend": "scripted",
+            "scripted": {"pass_rate": 0.5, "seed": 1},
+            "additional": [{"backend": "scripted", "model": "second", "scripted": {"pass_rate": 0.7, "seed": 2}}],
+        },
+        "sampling": {"strategy": "prop2diff", "k_max": 4, "n_probe": 4, "n_max": 12, "max_per_round": 4, "prompt": "solve_cot"},
+        "selection": {"steps": [{"method": "grape"}]},
+        "output": {"export_dir": str(tmp_path / "exports" / "g"), "prompt": "solve_cot", "include_surplus": True},
+    }
+    results = build_dataset(str(scripted_config(seeds_with_bad_rows, name="g", sections=sections)))
+    assert {"dart", "dart-1", "select"} <= set(results)
+    query_info = pa.concat_tables([read_output(Path(results[n].stage_dir), "query_info", QUERY_INFO_SCHEMA) for n in ("dart", "dart-1")])
+    export = Path(results["export"].manifest["export_path"])
+    dataset = datasets.load_from_disk(str(export))
+    exported: dict[str, int] = {}
+    for problem_id in dataset["problem_id"]:
+        exported[problem_id] = exported.get(problem_id, 0) + 1
+    allocation = {p: n for p, n in dart_allocation(query_info).items() if n}
+    assert exported == allocation
+    assert len(set(allocation.values())) > 1, "prop2diff should give problems different counts"
+    pool = read_output(Path(results["select"].stage_dir), "rejected", None)
+    assert pool.num_rows > 0  # surplus and the other model's responses were candidates
+    assert set(dataset["model"]) <= {"scripted:embedded:smollm2-135m-instruct", "scripted:second"}
+    card = (export / "README.md").read_text()
+    assert "## Selection" in card and "generation model, not a separate target" in card
+    difficulty = results["select"].manifest["difficulty"]
+    assert sum(row["rows_after"] for row in difficulty) == dataset.num_rows
+    for row in difficulty:
+        assert f"| {row['pass_rate']} | {row['problems_before']} | {row['rows_before']} | {row['problems_after']} | {row['rows_after']} |" in card

@@ -35,8 +35,9 @@ class OutputConfig(Section):
     tokenizer: str | None = Field(
         default="generation",
         description="Tokenizer whose chat template pre-tokenizes every row (input_ids + completion_mask, 0 on the "
-        "prompt and on tool outputs), which TRL's SFTTrainer uses as is: 'generation' = generation.model when the "
-        "backend is 'vllm' (a model on this machine), none for 'scripted' and 'openai'; a model id "
+        "prompt and on tool outputs), which TRL's SFTTrainer uses as is: 'generation' = the model to be fine-tuned "
+        "(selection's GRAPE target_model if set, else generation.model) when its backend is 'vllm' (a model on "
+        "this machine), none for 'scripted' and 'openai'; a model id "
         "('embedded:<name>', a local directory, a hub id); or null: no pre-tokenized columns.",
     )
 

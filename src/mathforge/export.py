@@ -125,6 +125,34 @@ def suspect_reference_section(entries: Sequence[Mapping[str, Any]]) -> list[str]
     return lines
 
 
+def selection_section(manifest: Mapping[str, Any]) -> list[str]:
+    """Card lines of the selection stage: who scored GRAPE, and the difficulty distribution before and after."""
+    parts = ["## Selection", ""]
+    grape = manifest.get("grape")
+    if grape:
+        per_problem = ", ".join("as many as DART accepted" if p == "dart" else str(p) for p in grape["per_problem"])
+        parts += [
+            f"GRAPE scored each correct response by its mean log-probability per learned token (the export's "
+            f"completion, in its exported context) under `{grape['scorer']}` ({grape['backend']}): the "
+            f"**{grape['role']}**. Kept per problem: {per_problem}.",
+            "",
+        ]
+    parts += [
+        "Problems and rows by DART pass rate (pooled over sampling models), before and after selection: "
+        "a difficulty-aware allocation that selection flattened shows as hard buckets losing rows.",
+        "",
+        _table(
+            ["pass rate", "problems before", "rows before", "problems after", "rows after"],
+            [
+                [row["pass_rate"], row["problems_before"], row["rows_before"], row["problems_after"], row["rows_after"]]
+                for row in manifest["difficulty"]
+            ],
+        ),
+        "",
+    ]
+    return parts
+
+
 def _contract_section(rows: Sequence[Mapping[str, Any]], tokenizer: str | None) -> list[str]:
     """Card lines: rows and what they train on, by row kind, and how tool outputs are masked."""
     counts = Counter(row["row_kind"] for row in rows)
@@ -243,6 +271,9 @@ def dataset_card(
     for manifest in manifests:
         if "suspect_references" in manifest:
             parts += suspect_reference_section(manifest["suspect_references"])
+    for manifest in manifests:
+        if manifest.get("difficulty"):
+            parts += selection_section(manifest)
     if query_info is not None and query_info.num_rows:
         info = query_info.to_pylist()
         status = Counter(r["status"] for r in info)

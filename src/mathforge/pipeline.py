@@ -8,18 +8,26 @@ Prefect in notebooks and tests.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mathforge import prompts
 from mathforge.config import BuildConfig
-from mathforge.generation import ScriptedProblem, shared_generator
-from mathforge.generation.base import Generator
+from mathforge.generation import (
+    GenerationConfig,
+    ModelConfig,
+    ScriptedProblem,
+    make_generator,
+    release_shared_generators,
+    shared_generator,
+)
+from mathforge.generation.base import Generator, TokenScorer
 from mathforge.generation.cache import CachedGenerator
 from mathforge.ingest import ingest
 from mathforge.records import (
@@ -38,6 +46,7 @@ from mathforge.verify import VerifierPool, asks_for_decimal, verifier_name
 
 if TYPE_CHECKING:
     from mathforge.curate import Decontaminator
+    from mathforge.select.grape import ConversationFn
 
 log = logging.getLogger("mathforge")
 
@@ -159,10 +168,39 @@ def _generator(config: BuildConfig, problems: list[Problem]) -> CachedGenerator:
     return CachedGenerator(inner, run_dir(config) / "cache" / "generations.sqlite")
 
 
+def _prompt_fingerprint(prompt_names: Sequence[str]) -> list[str]:
+    """The prompt files' contents (rendered with placeholder variables), so an edited prompt invalidates a stage."""
+    return [prompts.render(name, **{v: f"<{v}>" for v in prompts.declared_variables(name)}) for name in prompt_names]
+
+
 def _generation_fingerprint(config: BuildConfig, prompt_names: list[str]) -> list[object]:
-    """What decides generated text: backend, model, engine seed, and the prompt files' contents."""
-    prompt_text = [prompts.render(name, **{v: f"<{v}>" for v in prompts.declared_variables(name)}) for name in prompt_names]
-    return [config.generation, prompt_text]
+    """What decides generated text: backend, model, engine seed, and the prompt files' contents.
+
+    Only the main model counts: adding `generation.additional` models adds DART
+    stages and leaves the others as they were.
+    """
+    return [config.generation.primary(), _prompt_fingerprint(prompt_names)]
+
+
+def with_model(config: BuildConfig, model: ModelConfig) -> BuildConfig:
+    """The build with `model` as its only generation model (the config of a per-model DART stage)."""
+    return config.model_copy(update={"generation": GenerationConfig.model_validate(model.model_dump())})
+
+
+def row_conversations(config: BuildConfig) -> "ConversationFn":
+    """row -> its exported `Conversation`: the export's own rendering (`row_conversation` with this build's prompts).
+
+    GRAPE scores rows in exactly this conversation.
+    """
+    from mathforge.conversation import row_conversation
+    from mathforge.synthesis.self_correction import prompt_by_strategy
+
+    return functools.partial(
+        row_conversation,
+        prompt_by_strategy=prompt_by_strategy(config.self_correction.attempt_prompt),
+        default_prompt=config.output.prompt,
+        system_prompt=config.output.system_prompt,
+    )
 
 
 def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResult:
@@ -443,37 +481,63 @@ def curate_stage(config: BuildConfig, sample_results: list[tuple[StageResult, st
     return run_stage(run_dir(config), "curate", stage_config, [r for r, _ in sample_results], work)
 
 
-def select_stage(config: BuildConfig, sources: list[tuple[StageResult, str]]) -> StageResult:
+def select_stage(config: BuildConfig, sources: list[tuple[StageResult, str]], *, dart: Sequence[StageResult] = ()) -> StageResult:
     """Selection steps (GRAPE, k-means diversity, S2L) over the union of sample outputs.
 
-    Reads each (stage, output) of `sources`; writes `data` (selected rows with
-    cluster_id, selection_score, selected_by, loglik_per_token) and `rejected`.
+    Reads each (stage, output) of `sources` and the `query_info` of the DART
+    stages in `dart` (one per sampling model: GRAPE's per-problem counts and the
+    difficulty buckets); writes `data` (selected rows with cluster_id,
+    selection_score, selected_by, loglik_per_token) and `rejected`, and puts the
+    difficulty distribution before/after and the GRAPE scorer in the manifest
+    for the dataset card. GRAPE scores with `target_model`, loaded after the
+    generation engine is released and released itself afterwards; without one
+    it falls back to the generation model and says so.
     """
     from mathforge.records import REJECTED_SCHEMA
-    from mathforge.select import GrapeStep, select
+    from mathforge.select import select
+    from mathforge.synthesis.self_correction import prompt_by_strategy
 
     section = config.selection
-    needs_model = any(isinstance(step, GrapeStep) for step in section.steps)
-    stage_config = [section, _generation_fingerprint(config, [config.sampling.prompt]) if needs_model else None]
+    has_grape = bool(section.grape_steps())
+    target = section.target_model()
+    scoring_model = target or config.generation.primary()
+    conversations = row_conversations(config)
+    export_prompts = sorted({*prompt_by_strategy(config.self_correction.attempt_prompt).values(), config.output.prompt})
+    grape_fingerprint = [scoring_model, _prompt_fingerprint(export_prompts), config.output.system_prompt] if has_grape else None
+    stage_config = [section, grape_fingerprint]
 
-    def work(stage: Stage) -> StageSummary:
+    def work(stage: Stage) -> tuple[StageSummary, dict]:
         table = read_sources(sources, include_surplus=config.output.include_surplus)
-        generator = None
-        if needs_model:
-            problems = [Problem(problem_id=r["problem_id"], problem=r["problem"], answer=r["answer"], source=r["source"]) for r in table.select(["problem_id", "problem", "answer", "source"]).to_pylist()]
-            generator = _generator(config, problems)
-        result = select(
-            table, section, generator=generator, prompt_fn=lambda text: prompts.chat(config.sampling.prompt, problem=text)
-        )
-        if generator is not None:
-            generator.close()
+        infos = [read_output(Path(r.stage_dir), "query_info", QUERY_INFO_SCHEMA) for r in dart]
+        query_info = pa.concat_tables(infos) if infos else None
+        scorer = _scorer(scoring_model) if has_grape else None
+        result = select(table, section, scorer=scorer, conversation=conversations, query_info=query_info)
+        if scorer is not None and scoring_model.model_key() != config.generation.model_key():
+            # The target is not needed again in this build: free its engine now.
+            release_shared_generators()
         stage.write_shard(0, {"data": result.table, "rejected": result.rejected.cast(REJECTED_SCHEMA)})
         summary = StageSummary(rows_in=table.num_rows, rows_out=result.table.num_rows)
         summary.drop_reasons.update({k: v for k, v in result.counts.items() if k != "kept"})
         summary.counts.update(result.stats)
-        return summary
+        extra: dict = {"difficulty": result.difficulty}
+        if has_grape:
+            extra["grape"] = {
+                "scorer": scoring_model.model,
+                "backend": scoring_model.backend,
+                "role": "target model" if target is not None else "generation model, not a separate target",
+                "per_problem": [step.per_problem for step in section.grape_steps()],
+            }
+        return summary, extra
 
-    return run_stage(run_dir(config), "select", stage_config, [r for r, _ in sources], work)
+    return run_stage(run_dir(config), "select", stage_config, [*(r for r, _ in sources), *dart], work)
+
+
+def _scorer(model: ModelConfig) -> TokenScorer:
+    """The GRAPE scoring model: this process's shared engine for it (releasing any other first)."""
+    scorer = make_generator(model) if model.backend == "scripted" else shared_generator(model)
+    if not isinstance(scorer, TokenScorer):
+        raise TypeError(f"the {model.backend} backend cannot score tokens")
+    return scorer
 
 
 def export_stage(
@@ -499,6 +563,8 @@ def export_stage(
 
     version = fingerprint([config.output, [r.fingerprint for r in upstream], [r.fingerprint for r, _ in sources]])
     export_dir = Path(config.output.export_dir)
+    # The model to be fine-tuned: GRAPE's target when one is named, else the generation model.
+    trained = (config.selection.target_model() if config.selection else None) or config.generation
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
         samples = read_sources(sources, include_surplus=config.output.include_surplus)
@@ -529,7 +595,7 @@ def export_stage(
             manifests=[r.manifest for r in upstream],
             meta=meta,
             extra_tables={"quarantine": quarantine} if quarantine.num_rows else None,
-            tokenizer=config.output.tokenizer_model(config.generation.backend, config.generation.model),
+            tokenizer=config.output.tokenizer_model(trained.backend, trained.model),
         )
         log.info("exported %d rows to %s", samples.num_rows, path)
         summary = StageSummary(rows_in=n_read, rows_out=samples.num_rows)

@@ -81,6 +81,34 @@ def test_generation_and_loglikelihood_against_vllm_serve(server, vllm_generator)
         assert abs(r.per_token - l.per_token) < 0.05
 
 
+def test_score_tokens_of_an_exported_conversation_matches_a_transformers_forward_pass(server):
+    """Token ids rendered with the locally loaded tokenizer, scored by the server's prompt_logprobs, masked."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mathforge.conversation import Conversation, tokenize_conversation
+
+    generator = _generator(server["url"])
+    conversation = Conversation(
+        prompt=[
+            {"role": "user", "content": "What is 2 + 2?"},
+            {"role": "assistant", "content": "5"},
+            {"role": "user", "content": "Your final answer, 5, is incorrect."},
+        ],
+        completion=[{"role": "assistant", "content": "Sorry: 2 + 2 = 4. \\boxed{4}"}],
+    )
+    tokens = tokenize_conversation(generator.tokenizer, conversation)
+    (remote,) = generator.score_tokens([(tokens.input_ids, tokens.completion_mask)])
+    model = AutoModelForCausalLM.from_pretrained(prepare_model(), dtype=torch.float32).eval()
+    ids = torch.tensor([tokens.input_ids])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
+    token_logprobs = logprobs[torch.arange(ids.shape[1] - 1), ids[0, 1:]]
+    mask = torch.tensor(tokens.completion_mask[1:], dtype=torch.bool)
+    assert remote.n_tokens == int(mask.sum()) == sum(tokens.completion_mask)
+    assert abs(remote.per_token - token_logprobs[mask].mean().item()) < 0.05
+
+
 def test_server_killed_mid_batch_retries_then_fails_naming_the_endpoint(server, tmp_path):
     generator = _generator(server["url"], max_in_flight=2, max_retries=2, backoff_base_s=0.2, backoff_max_s=0.5)
     cached = CachedGenerator(generator, tmp_path / "cache.sqlite")

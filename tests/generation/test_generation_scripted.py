@@ -78,3 +78,20 @@ def test_cache_serves_what_it_has_and_generates_only_the_rest(tmp_path):
     more = again.generate(prompts, GenerationParams(n=3, seed=1))
     assert again.inner.asked == 3  # one new completion per prompt
     assert [row[:2] for row in more] == first
+
+
+def test_score_tokens_is_deterministic_context_dependent_and_masked():
+    from mathforge.generation.scripted import ScriptedGenerator
+
+    generator = ScriptedGenerator(seed=3)
+    ids = [5, 6, 7, 8, 9]
+    first = generator.score_tokens([(ids, [0, 0, 1, 1, 0])])[0]
+    assert first == generator.score_tokens([(ids, [0, 0, 1, 1, 0])])[0]
+    assert first.n_tokens == 2 and -3.0 * 2 <= first.sum_logprob <= -0.1 * 2
+    # The same scored tokens after another context score differently.
+    assert generator.score_tokens([([4, 6, 7, 8, 9], [0, 0, 1, 1, 0])])[0] != first
+    # Another model scores differently.
+    assert ScriptedGenerator(seed=3, model_id="other").score_tokens([(ids, [0, 0, 1, 1, 0])])[0] != first
+    for mask, message in [([0, 1], "mask of 2"), ([0, 0, 0, 0, 0], "no token"), ([1, 0, 0, 0, 0], "first token"), ([0, 2, 0, 0, 0], "0 and 1")]:
+        with pytest.raises(ValueError, match=message):
+            generator.score_tokens([(ids, mask)])

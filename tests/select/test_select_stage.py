@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from mathforge.conversation import row_conversation
 from mathforge.generation.scripted import ScriptedGenerator, ScriptedProblem
-from mathforge.records import REJECTED_SCHEMA
+import pyarrow as pa
+
+from mathforge.records import QUERY_INFO_SCHEMA, REJECTED_SCHEMA
 from mathforge.select import Budget, GrapeStep, KMeansStep, S2LStep, SelectConfig, select
 from mathforge.select.s2l import write_trajectories
 
+CONVERSATION = functools.partial(row_conversation, prompt_by_strategy={}, default_prompt="solve_cot", system_prompt=None)
 TOPICS = ["apples in boxes", "train speed over distance", "area of a rectangle", "probability of dice"]
 
 
@@ -73,9 +78,9 @@ def samples(make_samples):
 def test_grape_then_kmeans(make_samples, tmp_path: Path):
     table, problems = samples(make_samples)
     config = SelectConfig(
-        steps=[GrapeStep(), KMeansStep(budget=Budget(rows=4), n_clusters=4)], embedding_cache_dir=tmp_path
+        steps=[GrapeStep(per_problem=1), KMeansStep(budget=Budget(rows=4), n_clusters=4)], embedding_cache_dir=tmp_path
     )
-    result = select(table, config, generator=ScriptedGenerator(problems), prompt_fn=lambda problem: problem)
+    result = select(table, config, scorer=ScriptedGenerator(problems), conversation=CONVERSATION)
     assert result.counts == {"kept": 4, "grape_not_best": 12, "not_correct": 12, "not_selected": 8}
     assert set(result.table.column("selected_by").to_pylist()) == {"grape+kmeans"}
     # GRAPE's score survives the k-means step; selection_score is the last selector's.
@@ -110,7 +115,7 @@ def test_kmeans_then_s2l_from_file(make_samples, tmp_path: Path):
 @pytest.mark.parametrize(
     "last_step, error",
     [(GrapeStep(), ValueError), (S2LStep(budget=Budget(rows=1), trajectories=Path("/nonexistent.parquet")), FileNotFoundError)],
-    ids=["grape_without_generator", "missing_trajectories"],
+    ids=["grape_without_scorer", "missing_trajectories"],
 )
 def test_unrunnable_steps_fail_before_any_work(make_samples, tmp_path: Path, last_step, error):
     table, _ = samples(make_samples)
@@ -128,3 +133,33 @@ def test_missing_quality_column_fails_before_embedding(make_samples, tmp_path: P
     with pytest.raises(ValueError, match="nulls"):
         select(table, config)
     assert not (tmp_path / "embeddings.sqlite").exists()
+
+
+def test_grape_following_dart_keeps_dart_counts_and_reports_the_difficulty_shift(make_samples):
+    table, problems = samples(make_samples)
+    # Per problem: pass rate and DART's accepted count (one model); t0p0 is hard and earned 2, the rest 1.
+    info = [
+        {"problem_id": p.problem_id, "n_trials": 10, "n_correct": 1 if p.problem_id == "t0p0" else 9,
+         "pass_rate": 0.1 if p.problem_id == "t0p0" else 0.9, "pass_rate_low": 0.0, "pass_rate_high": 1.0,
+         "target": 2 if p.problem_id == "t0p0" else 1, "n_rounds": 1, "status": "solved"}
+        for p in problems
+    ]
+    # A second model's run on t0p0 accepted 2 of 2 more (its counts pool into the pass rate: 3/20).
+    info.append({**info[0], "n_correct": 2, "target": 2})
+    query_info = pa.Table.from_pylist(info, schema=QUERY_INFO_SCHEMA)
+    config = SelectConfig(steps=[GrapeStep()])
+    result = select(table, config, scorer=ScriptedGenerator(problems), conversation=CONVERSATION, query_info=query_info)
+    kept = result.table.column("problem_id").to_pylist()
+    assert kept.count("t0p0") == 2 and all(kept.count(p.problem_id) == 1 for p in problems[1:])
+    by_bucket = {row["pass_rate"]: row for row in result.difficulty}
+    assert by_bucket["0.1–0.3"] == {"pass_rate": "0.1–0.3", "problems_before": 1, "rows_before": 3, "problems_after": 1, "rows_after": 2}
+    assert by_bucket["0.9–1"] == {"pass_rate": "0.9–1", "problems_before": 11, "rows_before": 33, "problems_after": 11, "rows_after": 11}
+    with pytest.raises(ValueError, match="query_info"):
+        select(table, config, scorer=ScriptedGenerator(problems), conversation=CONVERSATION)
+
+
+def test_grape_steps_must_share_one_target():
+    with pytest.raises(ValidationError, match="target_model"):
+        SelectConfig.model_validate(
+            {"steps": [{"method": "grape", "target_model": {"backend": "scripted", "model": "a"}}, {"method": "grape"}]}
+        )

@@ -2,8 +2,11 @@
 
 Batch in, batch out: `generate` returns one list of `n` completions per prompt,
 in input order (vLLM's contract). `loglikelihood` scores continuations given a
-prompt, counting the continuation's tokens only. Backend-specific types (vLLM's
-SamplingParams, HTTP responses) never leave the adapter that uses them.
+prompt, counting the continuation's tokens only. Model backends (vLLM,
+OpenAI-compatible, scripted) are also `TokenScorer`s: they score token ids the
+caller rendered (`score_tokens`) with the tokenizer they expose, so a
+selector scores exactly the tokens an export trains on. Backend-specific types
+(vLLM's SamplingParams, HTTP responses) never leave the adapter that uses them.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Sequence, Union, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, Union, runtime_checkable
 
 ChatMessage = dict[str, str]
+#: Token ids and a same-length 0/1 mask: 1 on the positions whose log-probability counts.
+MaskedTokens = tuple[Sequence[int], Sequence[int]]
 #: A prompt is a raw string (sent as is) or a chat message list (the backend applies the chat template).
 Prompt = Union[str, list[ChatMessage]]
 
@@ -110,6 +115,49 @@ class Generator(Protocol):
     def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[LogLikelihood]:
         """Score each (prompt, continuation) pair; only the continuation's tokens count."""
         ...
+
+
+@runtime_checkable
+class TokenScorer(Protocol):
+    """A model that scores token ids it did not render itself (GRAPE's target model).
+
+    `tokenizer` is the model's Hugging Face tokenizer (chat template included):
+    the caller renders and tokenizes with it, so what is scored is exactly what
+    was rendered.
+    """
+
+    model_id: str
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (a `transformers` tokenizer)."""
+        ...
+
+    def score_tokens(self, sequences: Sequence[MaskedTokens]) -> list[LogLikelihood]:
+        """Return, per (input_ids, mask), the summed log-probability (nats) of the masked tokens and their count."""
+        ...
+
+
+def check_masked_tokens(sequences: Sequence[MaskedTokens]) -> None:
+    """Raise ValueError unless every mask matches its ids in length, is 0/1, marks a token, and spares the first.
+
+    The first token has no context, so no model gives it a log-probability.
+    """
+    for index, (ids, mask) in enumerate(sequences):
+        if len(ids) != len(mask):
+            raise ValueError(f"sequence {index}: {len(ids)} token ids but a mask of {len(mask)}")
+        if any(value not in (0, 1) for value in mask):
+            raise ValueError(f"sequence {index}: the mask must hold only 0 and 1")
+        if not any(mask):
+            raise ValueError(f"sequence {index}: the mask marks no token to score")
+        if mask[0]:
+            raise ValueError(f"sequence {index}: the first token cannot be scored (it has no context)")
+
+
+def sum_masked(ids: Sequence[int], mask: Sequence[int], logprob_at: Callable[[int, int], float]) -> LogLikelihood:
+    """Sum `logprob_at(position, token_id)` over the masked positions of one sequence."""
+    positions = [i for i, value in enumerate(mask) if value]
+    return LogLikelihood(sum_logprob=sum(logprob_at(i, ids[i]) for i in positions), n_tokens=len(positions))
 
 
 def prompt_hash(prompt: Prompt) -> str:

@@ -9,7 +9,10 @@ read from the environment variable named in the config and never logged.
 
 Log-likelihood needs the server's tokenizer and prompt log-probabilities,
 which vLLM's server offers (`/tokenize`, `prompt_logprobs`); other servers get a
-clear `LoglikelihoodUnsupported` error.
+clear `LoglikelihoodUnsupported` error. `score_tokens` sends token ids the
+caller rendered with `tokenizer`, which is loaded locally from the model
+directory (the config's model: an embedded name, a directory or a hub id), so
+the scored tokens are exactly the caller's.
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ import httpx
 from pydantic import Field
 
 from mathforge.config import Section
-from mathforge.generation.base import Completion, GenerationParams, LogLikelihood, Prompt, TokenUsage
+from mathforge.generation.base import (
+    Completion,
+    GenerationParams,
+    LogLikelihood,
+    MaskedTokens,
+    Prompt,
+    TokenUsage,
+    check_masked_tokens,
+    sum_masked,
+)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -71,6 +83,7 @@ class OpenAIGenerator:
         self.server = server
         self.usage = TokenUsage()
         self.served_model = server.served_model or model
+        self._tokenizer: Any = None
         self._headers = {}
         if server.api_key_env:
             key = os.environ.get(server.api_key_env)
@@ -91,6 +104,22 @@ class OpenAIGenerator:
     def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[LogLikelihood]:
         """Score continuations with vLLM's `/tokenize` and `prompt_logprobs` (continuation tokens only)."""
         return asyncio.run(self._loglikelihood(pairs))
+
+    @property
+    def tokenizer(self) -> Any:
+        """The served model's tokenizer, loaded once from the local model directory (`model`)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from mathforge.generation.embedded import prepare_model
+
+            self._tokenizer = AutoTokenizer.from_pretrained(prepare_model(self.model_id))
+        return self._tokenizer
+
+    def score_tokens(self, sequences: Sequence[MaskedTokens]) -> list[LogLikelihood]:
+        """Sum each sequence's masked-token log-probabilities (nats) from the server's `prompt_logprobs`."""
+        check_masked_tokens(sequences)
+        return asyncio.run(self._score(sequences))
 
     def _generate_body(self, prompt: Prompt, params: GenerationParams) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -194,19 +223,25 @@ class OpenAIGenerator:
                     client, {"model": self.served_model, "prompt": continuation, "add_special_tokens": False}
                 )
                 token_lists.append((prompt_ids, continuation_ids))
+        return await self._score([(p + c, [0] * len(p) + [1] * len(c)) for p, c in token_lists])
+
+    async def _score(self, sequences: Sequence[MaskedTokens]) -> list[LogLikelihood]:
+        """One /completions request per sequence (token-id prompt, one generated token, prompt_logprobs=0)."""
+        started = time.perf_counter()
         requests = [
-            ("/completions", {"model": self.served_model, "prompt": p + c, "max_tokens": 1, "prompt_logprobs": 0, "temperature": 0.0})
-            for p, c in token_lists
+            ("/completions", {"model": self.served_model, "prompt": list(ids), "max_tokens": 1, "prompt_logprobs": 0, "temperature": 0.0})
+            for ids, _ in sequences
         ]
         payloads = await self._gather(requests, dict)
         results = []
-        for (prompt_ids, continuation_ids), payload in zip(token_lists, payloads):
+        for (ids, mask), payload in zip(sequences, payloads):
+            # vLLM's server returns one {token id (a JSON string key): {logprob, rank, decoded_token}} per position.
             logprobs = payload["choices"][0].get("prompt_logprobs")
             if logprobs is None:
                 raise LoglikelihoodUnsupported(f"{self.server.base_url} returned no prompt_logprobs")
-            ids = prompt_ids + continuation_ids
-            total = sum(logprobs[i][str(ids[i])]["logprob"] for i in range(len(prompt_ids), len(ids)))
-            results.append(LogLikelihood(sum_logprob=total, n_tokens=len(continuation_ids)))
+            results.append(sum_masked(ids, mask, lambda position, token, rows=logprobs: rows[position][str(token)]["logprob"]))
+        self.usage.prompt_tokens += sum(len(ids) for ids, _ in sequences)
+        self.usage.wall_s += time.perf_counter() - started
         return results
 
     async def _tokenize(self, client: httpx.AsyncClient, body: dict[str, Any]) -> list[int]:

@@ -10,6 +10,12 @@ what an uninterrupted one saw.
 
 A `script` callable overrides all of that for prompts it answers (it returns
 None to decline): tests use it to script replies (templates, corrections).
+
+As a `TokenScorer` it exposes a real tokenizer (the embedded model's unless
+told otherwise, so chat templates render as in production) and gives every
+scored token a pseudo log-probability drawn from a hash of the model id, the
+seed and the whole sequence up to that token: scores depend on context, as a
+model's do.
 """
 
 from __future__ import annotations
@@ -19,9 +25,18 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from mathforge.generation.base import Completion, GenerationParams, LogLikelihood, Prompt, TokenUsage
+from mathforge.generation.base import (
+    Completion,
+    GenerationParams,
+    LogLikelihood,
+    MaskedTokens,
+    Prompt,
+    TokenUsage,
+    check_masked_tokens,
+)
+from mathforge.generation.embedded import DEFAULT_MODEL
 
 #: (prompt text, completion index, params) -> reply text, or None to decline.
 Script = Callable[[str, int, GenerationParams], "str | None"]
@@ -76,6 +91,7 @@ class ScriptedGenerator:
         truncated_rate: share of wrong responses cut off (finish_reason 'length').
         model_id: value reported as the model.
         latency_s: seconds each `generate` call sleeps (stands in for a model's latency).
+        tokenizer_model: model whose tokenizer `tokenizer` loads (embedded name or directory).
     """
 
     def __init__(
@@ -89,6 +105,7 @@ class ScriptedGenerator:
         truncated_rate: float = 0.05,
         model_id: str = "scripted",
         latency_s: float = 0.0,
+        tokenizer_model: str = DEFAULT_MODEL,
     ) -> None:
         self.problems = list(problems)
         self._by_text = sorted(self.problems, key=lambda p: len(p.problem), reverse=True)
@@ -99,6 +116,8 @@ class ScriptedGenerator:
         self.truncated_rate = truncated_rate
         self.model_id = model_id
         self.latency_s = latency_s
+        self.tokenizer_model = tokenizer_model
+        self._tokenizer: Any = None
         self.usage = TokenUsage()
 
     def rate_for(self, problem_id: str) -> float:
@@ -188,6 +207,31 @@ class ScriptedGenerator:
             results.append(LogLikelihood(sum_logprob=per_token * n_tokens, n_tokens=n_tokens))
         return results
 
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer of `tokenizer_model`, loaded on first use."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from mathforge.generation.embedded import prepare_model
+
+            self._tokenizer = AutoTokenizer.from_pretrained(prepare_model(self.tokenizer_model))
+        return self._tokenizer
+
+    def score_tokens(self, sequences: Sequence[MaskedTokens]) -> list[LogLikelihood]:
+        """Deterministic pseudo log-probabilities in [-3, -0.1] nats per masked token, each a hash of its prefix."""
+        check_masked_tokens(sequences)
+        results = []
+        for ids, mask in sequences:
+            state = hashlib.sha256(repr(("score", self.model_id, self.seed)).encode("utf-8"))
+            total = 0.0
+            for token, is_scored in zip(ids, mask):
+                state.update(int(token).to_bytes(8, "big", signed=True))
+                if is_scored:
+                    draw = int.from_bytes(state.copy().digest()[:8], "big") / 2**64
+                    total += -0.1 - 2.9 * draw
+            results.append(LogLikelihood(sum_logprob=total, n_tokens=int(sum(mask))))
+        return results
 
 def planted_references(
     n_problems: int, *, every: int = 10, seed: int = 0

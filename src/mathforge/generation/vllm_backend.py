@@ -14,7 +14,16 @@ import time
 from typing import Any, Sequence
 
 from mathforge.config import Section
-from mathforge.generation.base import Completion, GenerationParams, LogLikelihood, Prompt, TokenUsage
+from mathforge.generation.base import (
+    Completion,
+    GenerationParams,
+    LogLikelihood,
+    MaskedTokens,
+    Prompt,
+    TokenUsage,
+    check_masked_tokens,
+    sum_masked,
+)
 from mathforge.generation.embedded import prepare_model
 from pydantic import Field
 
@@ -137,22 +146,33 @@ class VLLMGenerator:
 
     def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[LogLikelihood]:
         """Score each continuation with `prompt_logprobs` (continuation tokens only, nats)."""
+        encoded = [self.token_ids(prompt, continuation) for prompt, continuation in pairs]
+        return self.score_tokens([(p + c, [0] * len(p) + [1] * len(c)) for p, c in encoded])
+
+    def score_tokens(self, sequences: Sequence[MaskedTokens]) -> list[LogLikelihood]:
+        """Sum the log-probabilities (nats) of each sequence's masked tokens, in one engine batch.
+
+        The sequences go in as token ids (`TokensPrompt`), so nothing is
+        re-rendered or re-tokenized; `prompt_logprobs=0` returns each position's
+        own token's log-probability.
+        """
         from vllm.inputs import TokensPrompt
 
-        if not pairs:
+        if not sequences:
             return []
+        check_masked_tokens(sequences)
+        limit = self.engine.max_model_len - 1  # one generated token must still fit
+        for index, (ids, _) in enumerate(sequences):
+            if len(ids) > limit:
+                raise ValueError(f"sequence {index} has {len(ids)} tokens; engine.max_model_len allows {limit} to score")
         started = time.perf_counter()
-        encoded = [self.token_ids(prompt, continuation) for prompt, continuation in pairs]
-        requests = [TokensPrompt(prompt_token_ids=p + c) for p, c in encoded]
+        requests = [TokensPrompt(prompt_token_ids=list(ids)) for ids, _ in sequences]
         params = self._sampling_params(GenerationParams(max_tokens=1, temperature=0.0), prompt_logprobs=0)
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        results = []
-        for (prompt_ids, continuation_ids), output in zip(encoded, outputs):
-            ids = prompt_ids + continuation_ids
-            total = 0.0
-            for position in range(len(prompt_ids), len(ids)):
-                total += output.prompt_logprobs[position][ids[position]].logprob
-            results.append(LogLikelihood(sum_logprob=total, n_tokens=len(continuation_ids)))
-        self.usage.prompt_tokens += sum(len(p) + len(c) for p, c in encoded)
+        results = [
+            sum_masked(ids, mask, lambda position, token, logprobs=output.prompt_logprobs: logprobs[position][token].logprob)
+            for (ids, mask), output in zip(sequences, outputs)
+        ]
+        self.usage.prompt_tokens += sum(len(ids) for ids, _ in sequences)
         self.usage.wall_s += time.perf_counter() - started
         return results

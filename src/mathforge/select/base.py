@@ -9,7 +9,7 @@ naming every row it left out and why. Inputs are never modified.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +18,9 @@ from pydantic import Field, model_validator
 
 from mathforge.config import Section
 from mathforge.records import REJECTED_SCHEMA, SAMPLE_SCHEMA, conform
+
+#: Pass-rate bucket edges of difficulty tables (as the dataset card's difficulty section).
+PASS_RATE_EDGES = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 #: Characters per token assumed when a row has no token count (English BPE rule of thumb).
 CHARS_PER_TOKEN = 4
@@ -76,12 +79,14 @@ class SelectResult:
         counts: "kept" plus one entry per drop reason (e.g. "not_selected").
         rejected: one REJECTED_SCHEMA row per dropped row (stage, row_id = sample_id, reason).
         stats: small numeric facts for the manifest (clusters used, tokens kept, ...).
+        difficulty: problems and rows per pass-rate bucket before and after (see `difficulty_shift`).
     """
 
     table: pa.Table
     counts: dict[str, int]
     rejected: pa.Table
     stats: dict[str, float] = field(default_factory=dict)
+    difficulty: list[dict[str, Any]] = field(default_factory=list)
 
 
 def require_columns(table: pa.Table, names: Iterable[str], *, why: str) -> None:
@@ -89,6 +94,57 @@ def require_columns(table: pa.Table, names: Iterable[str], *, why: str) -> None:
     missing = [name for name in names if name not in table.column_names]
     if missing:
         raise KeyError(f"{why} needs columns {missing}; table has {table.column_names}")
+
+
+def pooled_pass_rates(query_info: pa.Table) -> dict[str, float]:
+    """Per problem, verified-correct trials over all trials, summed over its rows (one per sampling model).
+
+    Reads QUERY_INFO_SCHEMA rows (`problem_id`, `n_trials`, `n_correct`).
+    """
+    totals: dict[str, list[int]] = {}
+    for row in query_info.select(["problem_id", "n_trials", "n_correct"]).to_pylist():
+        total = totals.setdefault(row["problem_id"], [0, 0])
+        total[0] += row["n_correct"]
+        total[1] += row["n_trials"]
+    return {problem_id: correct / trials if trials else 0.0 for problem_id, (correct, trials) in totals.items()}
+
+
+def _bucket(rate: float | None) -> str:
+    if rate is None:
+        return "unknown"
+    for low, high in zip(PASS_RATE_EDGES, PASS_RATE_EDGES[1:]):
+        if low <= rate < high or (high == PASS_RATE_EDGES[-1] and rate == high):
+            return f"{low:g}–{high:g}"
+    raise ValueError(f"pass rate {rate} is outside [0, 1]")
+
+
+def difficulty_shift(before: pa.Table, after: pa.Table, pass_rates: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Problems and rows per pass-rate bucket before and after a selection: a flattened allocation shows.
+
+    Reads `problem_id` of both tables. One dict per bucket (in `PASS_RATE_EDGES`
+    order, then 'unknown' for problems without a pass rate, when there are
+    any): `pass_rate`, `problems_before`, `rows_before`, `problems_after`, `rows_after`.
+    """
+    labels = [_bucket(low) for low in PASS_RATE_EDGES[:-1]]
+    counts = {label: {"problems_before": set(), "rows_before": 0, "problems_after": set(), "rows_after": 0} for label in labels}
+    for when, table in (("before", before), ("after", after)):
+        for problem_id in table.column("problem_id").to_pylist():
+            entry = counts.setdefault(
+                _bucket(pass_rates.get(problem_id)),
+                {"problems_before": set(), "rows_before": 0, "problems_after": set(), "rows_after": 0},
+            )
+            entry[f"problems_{when}"].add(problem_id)
+            entry[f"rows_{when}"] += 1
+    return [
+        {
+            "pass_rate": label,
+            "problems_before": len(entry["problems_before"]),
+            "rows_before": entry["rows_before"],
+            "problems_after": len(entry["problems_after"]),
+            "rows_after": entry["rows_after"],
+        }
+        for label, entry in counts.items()
+    ]
 
 
 def take_balanced(groups: Sequence[np.ndarray], costs: np.ndarray, budget: int, *, proportional: bool = False) -> np.ndarray:
