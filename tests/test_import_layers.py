@@ -35,17 +35,7 @@ PACKAGES = (ROOT / "src" / "mathforge", ROOT / "flows")
 
 #: Imports allowed against the rules, each with why it stays and how to remove it.
 #: Both checks skip these edges; `test_exceptions_are_still_needed` fails once one is gone.
-EXCEPTIONS = {
-    ("mathforge.scale", "mathforge.pipeline"): (
-        "The Ray actor in run_parts_on_ray calls pipeline.dart_part on its part, while the pipeline hands "
-        "DART parts to scale: a circle config -> scale -> pipeline -> config. Remove by having the pipeline "
-        "pass dart_part (a module-level function: Ray pickles it by reference) to run_parts_on_ray."
-    ),
-    ("mathforge.scale", "mathforge.config"): (
-        "The same actor rebuilds the BuildConfig from JSON with build_config. Remove by sending the "
-        "BuildConfig object itself (pydantic models pickle) along with dart_part."
-    ),
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -198,19 +188,6 @@ def test_every_module_has_exactly_one_layer():
     assert not unused, f"layer entries naming no module: {unused}"
 
 
-#: Names that moved out of mathforge.config, to mathforge.section and mathforge.config_files.
-#: Until the stage modules that import them from mathforge.config are rewritten (after the
-#: other branches are merged), config re-exports them, such an import is not held against
-#: the layers, and it still closes the circle through config: hence the xfail below.
-#: Remove this set, its use and the xfail together once those imports are rewritten.
-MOVED_OUT_OF_CONFIG = frozenset({"Section", "ConfigError", "read_yaml_mapping", "validation_message"})
-
-
-def _awaits_rewrite(found: Import) -> bool:
-    return found.imported == "mathforge.config" and bool(found.names) and found.names <= MOVED_OUT_OF_CONFIG
-
-
-@pytest.mark.xfail(strict=True, reason="config circle fixed after merge")
 def test_no_import_circles():
     counted = [
         found
@@ -236,7 +213,7 @@ def test_no_import_circles():
 def test_imports_follow_the_layers():
     upward = []
     for found in IMPORTS:
-        if (found.importer, found.imported) in EXCEPTIONS or _awaits_rewrite(found):
+        if (found.importer, found.imported) in EXCEPTIONS:
             continue
         (low, low_name), (high, high_name) = _layer_of(found.importer), _layer_of(found.imported)
         if high > low:

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Literal
 
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.records import Problem, Quarantined, stable_id
 
 RAW_LIMIT = 2000

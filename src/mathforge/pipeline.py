@@ -388,7 +388,7 @@ def dart_stage(config: BuildConfig, problem_results: list[StageResult], *, name:
         if config.scale.backend == "ray":
             from mathforge.scale import run_parts_on_ray
 
-            run_parts_on_ray(config, stage, {i: slices[i] for i in pending})
+            run_parts_on_ray(config, stage, {i: slices[i] for i in pending}, dart_part)
         else:
             for i in pending:
                 dart_part(config, slices[i], stage.part(i))

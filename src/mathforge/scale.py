@@ -11,15 +11,14 @@ the first of `n` completions, while DART needs all of them.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 from pydantic import Field
 
-from mathforge.config import Section
 from mathforge.records import Problem
+from mathforge.section import Section
 from mathforge.store import Stage
 
 log = logging.getLogger("mathforge")
@@ -37,12 +36,18 @@ class ScaleConfig(Section):
     num_cpus_per_replica: float = Field(default=1.0, gt=0.0, description="CPUs reserved per replica.")
 
 
-def run_parts_on_ray(config, stage: Stage, parts: dict[int, list[Problem]]) -> None:
-    """Run DART parts on Ray actors; raise after all parts settle if any failed.
+#: Runs one part: (build config, the part's problems, the part's Stage) -> the part's stats.
+RunPart = Callable[[Any, list[Problem], Stage], dict]
+
+
+def run_parts_on_ray(config, stage: Stage, parts: dict[int, list[Problem]], run_part: RunPart) -> None:
+    """Run a stage's parts on Ray actors; raise after all parts settle if any failed.
 
     Every actor builds its generator once (vLLM replica or scripted) and runs
-    `pipeline.dart_part` for each part it is handed; parts write straight into
-    the run directory, so the driver only learns which ones finished.
+    `run_part` (e.g. `pipeline.dart_part`, a module-level function that Ray
+    pickles by reference, so this module need not import the pipeline) for
+    each part it is handed; parts write straight into the run directory, so
+    the driver only learns which ones finished.
     """
     import ray
     from ray.util import ActorPool
@@ -55,23 +60,19 @@ def run_parts_on_ray(config, stage: Stage, parts: dict[int, list[Problem]]) -> N
 
     @ray.remote(num_cpus=scale.num_cpus_per_replica, num_gpus=scale.num_gpus_per_replica)
     class PartWorker:
-        def run(self, config_json: str, stage_key: tuple[str, str, str, str], index: int, problems: list[dict]) -> int:
-            from mathforge import pipeline
-            from mathforge.config import build_config
-
+        def run(self, build: Any, stage_key: tuple[str, str, str, str], index: int, problems: list[dict]) -> int:
             run_dir, name, config_fp, input_fp = stage_key
             parent = Stage(Path(run_dir), name, config_fingerprint=config_fp, input_fingerprint=input_fp)
-            pipeline.dart_part(build_config(json.loads(config_json)), [Problem(**p) for p in problems], parent.part(index))
+            run_part(build, [Problem(**p) for p in problems], parent.part(index))
             return index
 
     stage_key = (str(stage.run_dir), stage.name, stage.config_fingerprint, stage.input_fingerprint)
     workers = [PartWorker.remote() for _ in range(min(scale.num_replicas, len(parts)))]
     pool = ActorPool(workers)
-    payload = config.model_dump_json()
     items = [(index, [p.model_dump() for p in problems]) for index, problems in sorted(parts.items())]
     failures = []
     for index, problems in items:
-        pool.submit(lambda actor, item: actor.run.remote(payload, stage_key, item[0], item[1]), (index, problems))
+        pool.submit(lambda actor, item: actor.run.remote(config, stage_key, item[0], item[1]), (index, problems))
     while pool.has_next():
         try:
             finished = pool.get_next_unordered()

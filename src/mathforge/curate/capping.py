@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import xxhash
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.curate.result import CurateResult, codes, detail_json, require_columns, row_ids, split_rows
 
 

@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from mathforge.benchmark_sets import BenchmarkSet, load_benchmark_set
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.curate.llm_check import LLMCheckConfig, confirm_pairs
 from mathforge.curate.ngram_overlap import NgramIndex, exact_keys, mask_numbers, match_ngrams
 from mathforge.curate.result import CurateResult, detail_json, require_columns, split_rows

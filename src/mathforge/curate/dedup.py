@@ -51,7 +51,7 @@ import xxhash
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.curate.result import CurateResult, codes, detail_json, require_columns, row_ids, split_rows
 from mathforge.curate.text import normalize_texts, shingle_sets, tokenize
 

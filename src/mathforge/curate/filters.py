@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.curate.result import CurateResult, detail_json, require_columns, split_rows
 from mathforge.verify.extract import extract_answer
 from mathforge.verify.normalize import clean_latex, matching_brace

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.generation.base import GenerationParams, Generator
 from mathforge.prompts import chat
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import pyarrow as pa
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.curate.capping import CappingConfig, cap_per_problem
 from mathforge.benchmark_sets import BenchmarkSet
 from mathforge.curate.decontaminate import DecontaminationConfig, Decontaminator, decontaminate, load_benchmarks

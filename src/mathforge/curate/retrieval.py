@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.select.embeddings import DEFAULT_EMBEDDING_MODEL, default_cache_dir, load_encoder
 
 INDEX_DIR = "decontamination"

@@ -17,7 +17,7 @@ from typing import Iterable, Literal
 
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.generation.base import (
     Completion,
     GenerationParams,

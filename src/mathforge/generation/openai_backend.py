@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import httpx
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.generation.base import (
     Completion,
     GenerationParams,

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.generation.base import (
     Completion,
     GenerationParams,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 
 DEFAULT_PRELOAD = (
     "math",

@@ -24,7 +24,7 @@ from typing import Annotated, Literal, Union
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.generation import ModelConfig
 from mathforge.generation.base import TokenScorer
 from mathforge.select.base import Budget, SelectResult, difficulty_shift, pooled_pass_rates, require_columns

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.records import REJECTED_SCHEMA, SAMPLE_SCHEMA, conform
 
 #: Pass-rate bucket edges of difficulty tables (as the dataset card's difficulty section).

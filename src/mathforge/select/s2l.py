@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.select.base import Budget, SelectResult, finish_selection, group_rows, require_columns, take_balanced
 from mathforge.select.kmeans import cluster_embeddings, default_n_clusters
 

@@ -31,7 +31,7 @@ from typing import Callable, Literal, Sequence
 from pydantic import Field
 from scipy.stats import nbinom
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.generation.base import GenerationParams, Generator, Prompt, prompt_hash
 from mathforge.records import Problem, QueryInfo, Sample, Verdict, judged_sample, stable_id
 from mathforge.synthesis.reference_audit import ReferenceAuditConfig

@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal, Sequence
 import pyarrow as pa
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.records import Problem, ReferenceAudit, Verdict
 
 CompareMany = Callable[[list[tuple[str, str]]], list[Verdict]]

@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mathforge.config import read_yaml_mapping, validation_message
+from mathforge.config_files import read_yaml_mapping, validation_message
 from mathforge.records import Template
 from mathforge.synthesis.templates import SlotSpec, TemplateError, parse_template
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 from mathforge.generation.base import ChatMessage, Completion, GenerationParams, Generator
 
 if TYPE_CHECKING:

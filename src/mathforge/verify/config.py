@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mathforge.config import Section
+from mathforge.section import Section
 
 
 class VerifyConfig(Section):
