@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,12 +20,49 @@ app.add_typer(models_app, name="models")
 console = Console()
 
 
+# Loggers that speak at INFO about their plumbing: every Prefect API call
+# ("HTTP Request: POST .../api/logs/"), model loading. Shown with --verbose.
+_CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "sentence_transformers", "transformers")
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
+    if not verbose:
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # vLLM configures its own loggers (also in its engine processes) from the environment.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during a build (a KeyboardInterrupt: Prefect then crashes the run, no retry)."""
+
+
+def _stop_on_signals() -> None:
+    """Turn SIGINT/SIGTERM into an orderly stop: engines first, then unwind so pools and servers close.
+
+    The engine is shut down inside the handler because it is the one that
+    keeps burning CPU; unwinding then closes sandbox and verifier pools
+    (context managers) and Prefect's temporary server (atexit). Prefect
+    replaces the SIGTERM handler while a flow runs with one that raises its
+    own TerminationSignal: the flow then crashes, unwinds the same way, and
+    the engines stop at interpreter exit.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+        engines = sys.modules.get("mathforge.generation.vllm_backend")
+        if engines is not None:
+            engines.shutdown_engines()
+        raise Interrupted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _repo_root() -> Path:
@@ -48,8 +87,17 @@ def build(
     # flows/ lives beside src/ in the repository (Prefect deploys it from there).
     sys.path.insert(0, str(_repo_root()))
     from flows.build_dataset import build_dataset
+    from prefect.exceptions import TerminationSignal
 
-    results = build_dataset(str(config), run)
+    _stop_on_signals()
+    try:
+        results = build_dataset(str(config), run)
+    except (TerminationSignal, KeyboardInterrupt) as stop:
+        engines = sys.modules.get("mathforge.generation.vllm_backend")
+        if engines is not None:
+            engines.shutdown_engines()
+        console.print(f"[yellow]build stopped ({stop!r}); run the same command again to resume[/yellow]")
+        raise typer.Exit(130)
     _print_stages([r.manifest | {"skipped": r.skipped} for r in results.values()])
 
 

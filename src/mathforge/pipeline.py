@@ -30,8 +30,9 @@ from mathforge.records import (
     Sample,
     to_table,
 )
+from mathforge.progress import Progress, set_label, stage_label
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
-from mathforge.synthesis.dart import run_dart
+from mathforge.synthesis.dart import is_satisfied, replay, run_dart, target_for
 from mathforge.verify import VerifierPool, verifier_name
 
 log = logging.getLogger("mathforge")
@@ -141,7 +142,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
         with SandboxPool(config.sandbox) as sandbox:
             if section.decouple.enabled:
                 generator = _generator(config, seeds)
-                decoupled = decouple(seeds, generator, config=section, pool=sandbox, verify_config=config.verification)
+                with stage_label("templates: decouple seeds"):
+                    decoupled = decouple(seeds, generator, config=section, pool=sandbox, verify_config=config.verification)
                 generator.close()
                 templates += decoupled.templates
                 rejected += decoupled.rejected
@@ -152,7 +154,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
             problems = list(made.problems)
             if section.paraphrase.enabled:
                 generator = _generator(config, problems)
-                rewritten = paraphrase(problems, generator, pool=sandbox, config=section, verify_config=config.verification)
+                with stage_label("templates: paraphrase"):
+                    rewritten = paraphrase(problems, generator, pool=sandbox, config=section, verify_config=config.verification)
                 generator.close()
                 problems += rewritten.problems
                 rejected += rewritten.rejected
@@ -192,13 +195,24 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
     if rounds_done:
         log.info("%s: resuming after %d committed rounds", part.name, len(rounds_done))
     generator = _generator(config, problems)
+    progress = Progress(f"dart {part.name}", len(problems), every_s=0.0)
+    committed = list(rounds_done)
 
     def commit(index: int, samples: list[Sample]) -> None:
         part.write_shard(index, {"rounds": to_table(samples, SAMPLE_SCHEMA)})
-        n_correct = sum(s.verdict == "correct" for s in samples)
-        log.info("dart %s round %d: %d samples, %d correct", part.name, index, len(samples), n_correct)
+        committed.append(samples)
+        states = replay(problems, committed, sampling)
+        usage = generator.usage
+        progress.update(
+            sum(is_satisfied(state, sampling) for state in states.values()),
+            round=index,
+            accepted=sum(min(state.n_correct, target_for(state, sampling)) for state in states.values()),
+            samples=sum(state.n_trials for state in states.values()),
+            tok_s=f"{usage.completion_tokens / usage.wall_s:.0f}" if usage.wall_s else "-",
+        )
+        set_label(f"dart {part.name} round {index + 1}")
 
-    with VerifierPool(config.verification) as pool:
+    with stage_label(f"dart {part.name} round {len(rounds_done)}"), VerifierPool(config.verification) as pool:
         result = run_dart(
             problems,
             generator,
@@ -283,7 +297,7 @@ def self_correction_stage(config: BuildConfig, problem_results: list[StageResult
         problems = [p for result in problem_results for p in read_problems(result)]
         negatives = read_samples(dart_result, "negatives")
         generator = _generator(config, problems)
-        with VerifierPool(config.verification) as verifier, SandboxPool(config.sandbox) as sandbox:
+        with stage_label("self-correction"), VerifierPool(config.verification) as verifier, SandboxPool(config.sandbox) as sandbox:
             result = run_self_correction(
                 problems,
                 negatives,
@@ -357,9 +371,10 @@ def select_stage(config: BuildConfig, sources: list[tuple[StageResult, str]]) ->
         if needs_model:
             problems = [Problem(problem_id=r["problem_id"], problem=r["problem"], answer=r["answer"], source=r["source"]) for r in table.select(["problem_id", "problem", "answer", "source"]).to_pylist()]
             generator = _generator(config, problems)
-        result = select(
-            table, section, generator=generator, prompt_fn=lambda text: prompts.chat(config.sampling.prompt, problem=text)
-        )
+        with stage_label("selection"):
+            result = select(
+                table, section, generator=generator, prompt_fn=lambda text: prompts.chat(config.sampling.prompt, problem=text)
+            )
         if generator is not None:
             generator.close()
         stage.write_shard(0, {"data": result.table, "rejected": result.rejected.cast(REJECTED_SCHEMA)})
