@@ -59,7 +59,7 @@ def _stop_on_signals() -> None:
         engines = sys.modules.get("mathforge.generation.vllm_backend")
         if engines is not None:
             engines.shutdown_engines()
-        raise Interrupted(signal.Signals(signum).name)
+        raise Interrupted(signum)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -96,8 +96,9 @@ def build(
         engines = sys.modules.get("mathforge.generation.vllm_backend")
         if engines is not None:
             engines.shutdown_engines()
-        console.print(f"[yellow]build stopped ({stop!r}); run the same command again to resume[/yellow]")
-        raise typer.Exit(130)
+        signum = getattr(stop, "signal", None) or (stop.args[0] if isinstance(stop, Interrupted) else signal.SIGINT)
+        console.print(f"[yellow]build stopped by {signal.Signals(signum).name}; run the same command again to resume[/yellow]")
+        raise typer.Exit(128 + signum)
     _print_stages([r.manifest | {"skipped": r.skipped} for r in results.values()])
 
 
