@@ -85,6 +85,7 @@ def _resume(config: Path, tmp_path: Path, timeout_s: float) -> str:
     return log.read_text()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_scripted_build_and_the_run_resumes(tmp_path):
     """Sandbox, verifier pool and Prefect's temporary server stop with the build (no model needed)."""
     generation = {"backend": "scripted", "scripted": {"pass_rate": 0.3, "seed": 1, "latency_s": 1.5}}

@@ -20,21 +20,22 @@ app.add_typer(models_app, name="models")
 console = Console()
 
 
-# Loggers that speak at INFO about their plumbing: every Prefect API call
-# ("HTTP Request: POST .../api/logs/"), model loading. Shown with --verbose.
-_CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "sentence_transformers", "transformers")
-
-
 def _logging(verbose: bool) -> None:
+    """Our own INFO lines (stages, progress) and other libraries' warnings; everything with --verbose.
+
+    Libraries left at INFO talk about their plumbing: Prefect's client logs
+    every API call through httpx ("HTTP Request: POST .../api/logs/"), dill
+    prints bytecode while `datasets` fingerprints a function, vLLM its start-up.
+    Prefect's own flow and task lines go through its own handlers.
+    """
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
+    logging.getLogger("mathforge").setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
-        for name in _CHATTY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # vLLM configures its own loggers (also in its engine processes) from the environment.
+        # vLLM configures its loggers (also in its engine processes) from the environment.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("TQDM_DISABLE", "1")
 

@@ -208,7 +208,7 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
             round=index,
             accepted=sum(min(state.n_correct, target_for(state, sampling)) for state in states.values()),
             samples=sum(state.n_trials for state in states.values()),
-            tok_s=f"{usage.completion_tokens / usage.wall_s:.0f}" if usage.wall_s else "-",
+            **{"tok/s": f"{usage.completion_tokens / usage.wall_s:.0f}" if usage.wall_s else "-"},
         )
         set_label(f"dart {part.name} round {index + 1}")
 
