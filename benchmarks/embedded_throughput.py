@@ -99,7 +99,7 @@ def run_child(which: str, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-old", action="store_true", help="Do not measure the old defaults (saves ~3 min).")
+    parser.add_argument("--skip-old", action="store_true", help="Do not measure the old defaults (saves minutes).")
     parser.add_argument("--child", choices=["chosen", "old", "hf"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

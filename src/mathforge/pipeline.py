@@ -104,10 +104,32 @@ def ingest_stage(config: BuildConfig, exclude_ids: frozenset[str] = frozenset())
     return run_stage(run_dir(config), "ingest", [config.ingest, digests, sorted(exclude_ids)], [], work)
 
 
+def decode_token_bound(config: BuildConfig) -> int | None:
+    """Upper bound of the tokens a build generates, from its config alone; None when a seed source has no limit.
+
+    Problems: every source's `limit`, plus template instances. Each problem may
+    get up to `n_max` DART trials of `max_tokens`, and self-correction adds its
+    attempts. The engine uses it to decide whether compiling pays off.
+    """
+    limits = [source.limit for source in config.ingest.sources]
+    if any(limit is None for limit in limits):
+        return None
+    problems = sum(limits)
+    templates = config.templates
+    if templates.enabled:
+        authored = templates.templates or list(Path(templates.authored_dir).glob("*.yaml"))
+        n_templates = len(authored) + (templates.decouple.max_seeds if templates.decouple.enabled else 0)
+        problems += n_templates * templates.n_instances_per_template
+    tokens = problems * config.sampling.n_max * config.sampling.max_tokens
+    if config.self_correction.enabled:
+        tokens += config.self_correction.max_attempts * config.self_correction.max_total_tokens
+    return tokens
+
+
 def _generator(config: BuildConfig, problems: list[Problem]) -> CachedGenerator:
     """The build's generator behind the run's generation cache (`<run>/cache/generations.sqlite`)."""
     scripted = [ScriptedProblem(p.problem_id, p.problem, p.answer) for p in problems]
-    inner: Generator = shared_generator(config.generation, problems=scripted)
+    inner: Generator = shared_generator(config.generation, problems=scripted, decode_tokens=decode_token_bound(config))
     return CachedGenerator(inner, run_dir(config) / "cache" / "generations.sqlite")
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mathforge.generation.cpu_settings import CpuFeatures, choose_engine_settings
+from mathforge.generation.cpu_settings import COMPILE_MIN_DECODE_TOKENS, CpuFeatures, choose_engine_settings
 from mathforge.generation.vllm_backend import EngineConfig
 
 AVX2_ONLY = CpuFeatures(flags=frozenset({"avx", "avx2", "fma"}), n_cpus=2)
@@ -27,6 +27,21 @@ def test_cpu_starts_eager_unless_configured():
     compiled = choose_engine_settings(AVX2_ONLY, EngineConfig(enforce_eager=False), is_cpu=True)
     assert compiled.enforce_eager is False
     assert compiled.reasons["enforce_eager"] == "False (config)"
+
+
+@pytest.mark.parametrize(
+    ("features", "decode_tokens", "eager"),
+    [
+        (AVX2_ONLY, 10**7, True),
+        (ZEN4, None, True),
+        (ZEN4, COMPILE_MIN_DECODE_TOKENS - 1, True),
+        (ZEN4, COMPILE_MIN_DECODE_TOKENS, False),
+    ],
+    ids=["float32-never-compiles", "bf16-unknown-size", "bf16-small-build", "bf16-large-build"],
+)
+def test_bf16_compiles_only_for_builds_large_enough_to_repay_it(features, decode_tokens, eager):
+    settings = choose_engine_settings(features, EngineConfig(), is_cpu=True, decode_tokens=decode_tokens)
+    assert settings.enforce_eager is eager
 
 
 def test_explicit_dtype_wins_over_the_machine():

