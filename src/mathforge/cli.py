@@ -35,8 +35,9 @@ def _logging(verbose: bool) -> None:
     )
     logging.getLogger("mathforge").setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
-        # vLLM configures its loggers (also in its engine processes) from the environment.
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # vLLM configures its loggers (also in its engine processes) from the environment;
+        # its start-up warnings (no Triton on CPU, V1 model runner) are not the user's business.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
