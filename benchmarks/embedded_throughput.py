@@ -4,7 +4,10 @@ One run measures, on the same 16 chat prompts x 64 greedy tokens (SmolLM2-135M):
 - `chosen`: our VLLMGenerator with the settings `cpu_settings` picks for this machine;
 - `old`: the settings before they were chosen from the machine (dtype 'auto' = the
   checkpoint's bfloat16, compiled, vLLM's own thread binding);
-- `hf`: plain `transformers` float32 `generate` (batched, left padding), no vLLM.
+- `hf`: plain `transformers` float32 `generate` (batched, left padding), no vLLM,
+  with as many torch threads as the engine has compute cores (all but the one
+  vLLM reserves): on a busy 2-core machine two spinning OpenMP threads made
+  it crawl (over 15 minutes for what one thread does in seconds).
 Each vLLM configuration runs in its own process, one after the other, so that
 start-up is measured from a cold process and only one engine is alive at a
 time. Decode speed is completion tokens / wall seconds of the fastest of
@@ -67,6 +70,7 @@ def measure_hf(repeats: int) -> dict:
 
     from mathforge.generation.embedded import prepare_model
 
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))
     path = str(prepare_model(MODEL))
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
