@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -219,17 +220,22 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
     generator = _generator(config, problems)
     progress = Progress(f"dart {part.name}", len(problems), every_s=0.0)
     committed = list(rounds_done)
+    n_resumed = sum(len(samples) for samples in rounds_done)
 
     def commit(index: int, samples: list[Sample]) -> None:
         part.write_shard(index, {"rounds": to_table(samples, SAMPLE_SCHEMA)})
         committed.append(samples)
         states = replay(problems, committed, sampling)
         usage = generator.usage
+        n_trials = sum(state.n_trials for state in states.values())
+        # Unsatisfied queries may still take every trial up to n_max.
+        trials_left = sum(sampling.n_max - s.n_trials for s in states.values() if not is_satisfied(s, sampling))
         progress.update(
             sum(is_satisfied(state, sampling) for state in states.values()),
+            left_s=(time.perf_counter() - progress.started) / max(n_trials - n_resumed, 1) * trials_left,
             round=index,
             accepted=sum(min(state.n_correct, target_for(state, sampling)) for state in states.values()),
-            samples=sum(state.n_trials for state in states.values()),
+            samples=n_trials,
             **{"tok/s": f"{usage.completion_tokens / usage.wall_s:.0f}" if usage.wall_s else "-"},
         )
         set_label(f"dart {part.name} round {index + 1}")

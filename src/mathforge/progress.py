@@ -66,8 +66,12 @@ class Progress:
         self.started = time.perf_counter()
         self._last = self.started
 
-    def update(self, done: int, *, force: bool = False, **extras: object) -> None:
-        """Report `done` units so far; `extras` are shown as `name value` (e.g. accepted=12)."""
+    def update(self, done: int, *, force: bool = False, left_s: float | None = None, **extras: object) -> None:
+        """Report `done` units so far; `extras` are shown as `name value` (e.g. accepted=12).
+
+        The ETA extrapolates the rate of `done` units unless the caller knows
+        better: `left_s` is then shown as an upper bound of the time left.
+        """
         now = time.perf_counter()
         if not force and done < self.total and now - self._last < self.every_s:
             return
@@ -75,7 +79,9 @@ class Progress:
         elapsed = now - self.started
         parts = [f"{done}/{self.total} {self.unit}"]
         parts += [f"{name.replace('_', ' ')} {value}" for name, value in extras.items()]
-        if 0 < done < self.total:
+        if left_s is not None and done < self.total:
+            parts.append(f"at most {format_duration(left_s)} left")
+        elif 0 < done < self.total:
             parts.append(f"ETA {format_duration(elapsed / done * (self.total - done))}")
         parts.append(f"{format_duration(elapsed)} elapsed")
         log.info("%s: %s", self.label, ", ".join(parts))
