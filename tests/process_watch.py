@@ -37,7 +37,11 @@ class ProcessWatch:
             return
         for child in children:
             try:
-                self.seen[(child.pid, child.create_time())] = " ".join(child.cmdline())[:120] or child.name()
+                key, command = (child.pid, child.create_time()), " ".join(child.cmdline())[:120]
+                # A process renames itself after start (vLLM's "VLLM::EngineCore"); an
+                # exiting one has no command line left, only its 15-character name.
+                if command or key not in self.seen:
+                    self.seen[key] = command or child.name()
             except psutil.Error:
                 pass
 

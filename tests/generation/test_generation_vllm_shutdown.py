@@ -47,5 +47,5 @@ def test_sigterm_to_a_script_shuts_its_engine_down(tmp_path):
     names = watch.names()
     print(f"checked {len(watch.seen)} processes: {names}")
     assert returncode == 128 + signal.SIGTERM, log.read_text()[-3000:]
-    assert any("EngineCore" in name for name in names) and any("Worker" in name for name in names), names
+    assert any("EngineCor" in name for name in names) and any("Worker" in name for name in names), names
     assert watch.survivors() == []
