@@ -17,9 +17,10 @@ Measured with SmolLM2-135M, 16 chat prompts x 64 greedy tokens
   instructions (`avx512_bf16` or `amx_bf16`), float32 everywhere else.
 - eager vs compiled. Compiled start took 133-146 s vs 44 s eager on the AVX2
   machine with the same float32 decode speed (70-74 vs 72-78 tok/s): float32
-  always starts eager. In bfloat16 on the EPYC, compiled decoded ~1.9x faster
-  than eager (131 vs 68 tok/s; start 316 vs 244 s, load average 16-17: inductor
-  fuses the bf16 element-wise ops that eager converts one by one), so a bf16
+  always starts eager. In bfloat16 on the EPYC, compiled decoded 1.6-1.9x
+  faster than eager (165 vs 102 tok/s, start 205 vs 129 s at load average
+  13-16; 131 vs 68 tok/s, start 316 vs 244 s at 16-17): inductor fuses the
+  bf16 element-wise ops that eager runs one by one. So a bf16
   engine compiles when the caller expects enough tokens to repay the longer
   start (`COMPILE_MIN_DECODE_TOKENS`) and starts eager otherwise.
 - threads. vLLM's CPU backend binds its compute threads to the cores it does
@@ -43,9 +44,9 @@ if TYPE_CHECKING:
 # CPU flags (/proc/cpuinfo) that give native bf16 matrix arithmetic.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 # Below this bound of generated tokens a bf16 CPU engine starts eager: compiling
-# costs ~70-90 s more start-up and then decodes ~2x faster (module docstring), so
-# it repays itself after ~30k tokens at ~150 tok/s; builds state an upper bound
-# (every trial at max_tokens) that is typically ~3x what they generate.
+# costs ~70-90 s more start-up and then decodes 1.6-1.9x faster (module docstring),
+# so it repays itself after ~20-30k tokens; builds state an upper bound (every
+# trial at max_tokens) that is typically ~3x what they generate.
 COMPILE_MIN_DECODE_TOKENS = 100_000
 
 
@@ -139,7 +140,7 @@ def choose_engine_settings(
     else:
         eager = False
         reasons["enforce_eager"] = (
-            f"False (CPU {dtype}: up to {decode_tokens:,} tokens to generate; compiled decodes ~2x faster, "
+            f"False (CPU {dtype}: up to {decode_tokens:,} tokens to generate; compiled decodes 1.6-1.9x faster, "
             "which repays its longer start)"
         )
 

@@ -56,8 +56,8 @@ class EngineConfig(Section):
     enable_prefix_caching: bool = Field(default=True, description="Reuse KV cache across prompts with a shared prefix.")
     enforce_eager: bool | None = Field(
         default=None,
-        description="Skip torch.compile/graph capture. null = decide: eager on CPU (starts ~3x faster, decodes as fast), "
-        "compiled with CUDA graphs on GPU.",
+        description="Skip torch.compile/graph capture. null = decide: on CPU eager for float32 and for bf16 builds too "
+        "small to repay compiling (cpu_settings.py), else compiled; compiled with CUDA graphs on GPU.",
     )
     cpu_threads_bind: str | None = Field(
         default=None,
