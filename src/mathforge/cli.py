@@ -38,6 +38,7 @@ def _logging(verbose: bool) -> None:
         # vLLM configures its loggers (also in its engine processes) from the environment;
         # its start-up warnings (no Triton on CPU, V1 model runner) are not the user's business.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time warnings reach our handler
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
