@@ -7,7 +7,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= mathforge
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-fast test-integration bench serve clean-runs
+.PHONY: setup demo test test-fast test-integration bench serve clean-runs check-gpu-deps
 
 setup: $(STAMP)
 	@$(BIN)/mathforge models prepare
@@ -50,6 +50,21 @@ serve: setup
 	  $(BIN)/prefect work-pool inspect mathforge-local > /dev/null 2>&1 || $(BIN)/prefect work-pool create mathforge-local --type process; \
 	  $(BIN)/prefect --no-prompt deploy --all; \
 	  $(BIN)/prefect worker start --pool mathforge-local
+
+# What `pip install '.[gpu,ray]'` would install on a GPU machine, without installing
+# anything: pip resolves from package metadata only. Prints the chosen vllm, torch
+# and prefect; fails when the chosen vllm does not satisfy the `gpu` extra.
+GPU_REPORT := $(or $(TMPDIR),/tmp)/mathforge-gpu-deps.json
+check-gpu-deps:
+	@test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	@rm -f $(GPU_REPORT); echo "resolving .[gpu,ray] (dry run, nothing is installed; a few minutes)..."
+	@$(BIN)/pip install --dry-run --ignore-installed --quiet --report $(GPU_REPORT) '.[gpu,ray]' 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(BIN)/python -c "import json, sys, tomllib; from packaging.requirements import Requirement; \
+	chosen = {i['metadata']['name'].lower(): i['metadata']['version'] for i in json.load(open('$(GPU_REPORT)'))['install']}; \
+	print(' '.join(f'{name}={chosen.get(name)}' for name in ('vllm', 'torch', 'prefect', 'fastapi', 'sqlalchemy', 'ray'))); \
+	wanted = [Requirement(r) for r in tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['gpu']]; \
+	bad = [str(r) for r in wanted if r.name in chosen and not r.specifier.contains(chosen[r.name])]; \
+	sys.exit(f'resolved outside the gpu extra: {bad}' if bad or 'vllm' not in chosen else 0)"
 
 clean-runs:
 	rm -rf data/runs data/exports

@@ -10,7 +10,7 @@ tests/test_import_layers.py reads this list and checks every import, including
 imports inside functions, and that no two modules import each other, directly
 or around a circle.
 
-1. foundation: mathforge, mathforge.records, mathforge.section, mathforge.config_files, mathforge.store
+1. foundation: mathforge, mathforge.records, mathforge.section, mathforge.config_files, mathforge.store, mathforge.progress
 2. engines: mathforge.generation.*, mathforge.verify.*, mathforge.sandbox.*, mathforge.prompts
 3. stages: mathforge.ingest, mathforge.conversation, mathforge.benchmark_sets, mathforge.synthesis.*, mathforge.curate.*, mathforge.select.*, mathforge.scale
 4. assembly: mathforge.config, mathforge.export, mathforge.report, mathforge.inspect

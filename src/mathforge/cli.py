@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -19,11 +21,51 @@ console = Console()
 
 
 def _logging(verbose: bool) -> None:
+    """Our own INFO lines (stages, progress) and other libraries' warnings; everything with --verbose.
+
+    Libraries left at INFO talk about their plumbing: Prefect's client logs
+    every API call through httpx ("HTTP Request: POST .../api/logs/"), dill
+    prints bytecode while `datasets` fingerprints a function, vLLM its start-up.
+    Prefect's own flow and task lines go through its own handlers.
+    """
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
+    logging.getLogger("mathforge").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        # vLLM configures its loggers (also in its engine processes) from the environment;
+        # its start-up warnings (no Triton on CPU, V1 model runner) are not the user's business.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time warnings reach our handler
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during a build (a KeyboardInterrupt: Prefect then crashes the run, no retry)."""
+
+
+def _stop_on_signals() -> None:
+    """Turn SIGINT/SIGTERM into an orderly stop: engines first, then unwind so pools and servers close.
+
+    The engine is shut down inside the handler because it is the one that
+    keeps burning CPU; unwinding then closes sandbox and verifier pools
+    (context managers) and Prefect's temporary server (atexit). Prefect
+    replaces the SIGTERM handler while a flow runs with one that raises its
+    own TerminationSignal: the flow then crashes, unwinds the same way, and
+    the engines stop at interpreter exit.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+        engines = sys.modules.get("mathforge.generation.vllm_backend")
+        if engines is not None:
+            engines.shutdown_engines()
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _repo_root() -> Path:
@@ -48,8 +90,18 @@ def build(
     # flows/ lives beside src/ in the repository (Prefect deploys it from there).
     sys.path.insert(0, str(_repo_root()))
     from flows.build_dataset import build_dataset
+    from prefect.exceptions import TerminationSignal
 
-    results = build_dataset(str(config), run)
+    _stop_on_signals()
+    try:
+        results = build_dataset(str(config), run)
+    except (TerminationSignal, KeyboardInterrupt) as stop:
+        engines = sys.modules.get("mathforge.generation.vllm_backend")
+        if engines is not None:
+            engines.shutdown_engines()
+        signum = getattr(stop, "signal", None) or (stop.args[0] if isinstance(stop, Interrupted) else signal.SIGINT)
+        console.print(f"[yellow]build stopped by {signal.Signals(signum).name}; run the same command again to resume[/yellow]")
+        raise typer.Exit(128 + signum)
     _print_stages([r.manifest | {"skipped": r.skipped} for r in results.values()])
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -39,8 +40,9 @@ from mathforge.records import (
     Sample,
     to_table,
 )
+from mathforge.progress import Progress, set_label, stage_label
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
-from mathforge.synthesis.dart import run_dart
+from mathforge.synthesis.dart import is_satisfied, replay, run_dart, target_for
 from mathforge.synthesis.template_solutions import SolutionRowsResult, solution_samples
 from mathforge.verify import VerifierPool, asks_for_decimal, verifier_name
 
@@ -161,10 +163,32 @@ def ingest_stage(config: BuildConfig, exclude_ids: frozenset[str] = frozenset())
     return run_stage(run_dir(config), "ingest", stage_config, [], work)
 
 
+def decode_token_bound(config: BuildConfig) -> int | None:
+    """Upper bound of the tokens a build generates, from its config alone; None when a seed source has no limit.
+
+    Problems: every source's `limit`, plus template instances. Each problem may
+    get up to `n_max` DART trials of `max_tokens`, and self-correction adds its
+    attempts. The engine uses it to decide whether compiling pays off.
+    """
+    limits = [source.limit for source in config.ingest.sources]
+    if any(limit is None for limit in limits):
+        return None
+    problems = sum(limits)
+    templates = config.templates
+    if templates.enabled:
+        authored = templates.templates or list(Path(templates.authored_dir).glob("*.yaml"))
+        n_templates = len(authored) + (templates.decouple.max_seeds if templates.decouple.enabled else 0)
+        problems += n_templates * templates.n_instances_per_template
+    tokens = problems * config.sampling.n_max * config.sampling.max_tokens
+    if config.self_correction.enabled:
+        tokens += config.self_correction.max_attempts * config.self_correction.max_total_tokens
+    return tokens
+
+
 def _generator(config: BuildConfig, problems: list[Problem]) -> CachedGenerator:
     """The build's generator behind the run's generation cache (`<run>/cache/generations.sqlite`)."""
     scripted = [ScriptedProblem(p.problem_id, p.problem, p.answer) for p in problems]
-    inner: Generator = shared_generator(config.generation, problems=scripted)
+    inner: Generator = shared_generator(config.generation, problems=scripted, decode_tokens=decode_token_bound(config))
     return CachedGenerator(inner, run_dir(config) / "cache" / "generations.sqlite")
 
 
@@ -239,7 +263,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
         with SandboxPool(config.sandbox) as sandbox:
             if section.decouple.enabled:
                 generator = _generator(config, seeds)
-                decoupled = decouple(seeds, generator, config=section, pool=sandbox, verify_config=config.verification)
+                with stage_label("templates: decouple seeds"):
+                    decoupled = decouple(seeds, generator, config=section, pool=sandbox, verify_config=config.verification)
                 generator.close()
                 templates += decoupled.templates
                 rejected += decoupled.rejected
@@ -250,7 +275,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
             problems = list(made.problems)
             if section.paraphrase.enabled:
                 generator = _generator(config, problems)
-                rewritten = paraphrase(problems, generator, pool=sandbox, config=section, verify_config=config.verification)
+                with stage_label("templates: paraphrase"):
+                    rewritten = paraphrase(problems, generator, pool=sandbox, config=section, verify_config=config.verification)
                 generator.close()
                 problems += rewritten.problems
                 rejected += rewritten.rejected
@@ -322,13 +348,29 @@ def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict
     if rounds_done:
         log.info("%s: resuming after %d committed rounds", part.name, len(rounds_done))
     generator = _generator(config, problems)
+    progress = Progress(f"dart {part.name}", len(problems), every_s=0.0)
+    committed = list(rounds_done)
+    n_resumed = sum(len(samples) for samples in rounds_done)
 
     def commit(index: int, samples: list[Sample]) -> None:
         part.write_shard(index, {"rounds": to_table(samples, SAMPLE_SCHEMA)})
-        n_correct = sum(s.verdict == "correct" for s in samples)
-        log.info("dart %s round %d: %d samples, %d correct", part.name, index, len(samples), n_correct)
+        committed.append(samples)
+        states = replay(problems, committed, sampling)
+        usage = generator.usage
+        n_trials = sum(state.n_trials for state in states.values())
+        # Unsatisfied queries may still take every trial up to n_max.
+        trials_left = sum(sampling.n_max - s.n_trials for s in states.values() if not is_satisfied(s, sampling))
+        progress.update(
+            sum(is_satisfied(state, sampling) for state in states.values()),
+            left_s=(time.perf_counter() - progress.started) / max(n_trials - n_resumed, 1) * trials_left,
+            round=index,
+            accepted=sum(min(state.n_correct, target_for(state, sampling)) for state in states.values()),
+            samples=n_trials,
+            **{"tok/s": f"{usage.completion_tokens / usage.wall_s:.0f}" if usage.wall_s else "-"},
+        )
+        set_label(f"dart {part.name} round {index + 1}")
 
-    with VerifierPool(config.verification) as pool:
+    with stage_label(f"dart {part.name} round {len(rounds_done)}"), VerifierPool(config.verification) as pool:
         result = run_dart(
             problems,
             generator,
@@ -426,7 +468,7 @@ def self_correction_stage(config: BuildConfig, problem_results: list[StageResult
         problems = [p for result in problem_results for p in read_problems(result)]
         negatives = read_samples(dart_result, "negatives")
         generator = _generator(config, problems)
-        with VerifierPool(config.verification) as verifier, SandboxPool(config.sandbox) as sandbox:
+        with stage_label("self-correction"), VerifierPool(config.verification) as verifier, SandboxPool(config.sandbox) as sandbox:
             result = run_self_correction(
                 problems,
                 negatives,
@@ -511,7 +553,8 @@ def select_stage(config: BuildConfig, sources: list[tuple[StageResult, str]], *,
         infos = [read_output(Path(r.stage_dir), "query_info", QUERY_INFO_SCHEMA) for r in dart]
         query_info = pa.concat_tables(infos) if infos else None
         scorer = _scorer(scoring_model) if has_grape else None
-        result = select(table, section, scorer=scorer, conversation=conversations, query_info=query_info)
+        with stage_label("selection"):
+            result = select(table, section, scorer=scorer, conversation=conversations, query_info=query_info)
         if scorer is not None and scoring_model.model_key() != config.generation.model_key():
             # The target is not needed again in this build: free its engine now.
             release_shared_generators()

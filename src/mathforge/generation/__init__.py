@@ -114,8 +114,14 @@ class GenerationConfig(ModelConfig):
         return [self.primary(), *self.additional]
 
 
-def make_generator(config: ModelConfig, *, problems: Iterable[ScriptedProblem] = ()) -> Generator:
-    """Build the configured backend; `problems` tells the scripted backend what it may be asked."""
+def make_generator(
+    config: ModelConfig, *, problems: Iterable[ScriptedProblem] = (), decode_tokens: int | None = None
+) -> Generator:
+    """Build the configured backend; `problems` tells the scripted backend what it may be asked.
+
+    `decode_tokens` (an upper bound of the tokens the caller will generate,
+    None if unknown) lets the vLLM engine decide whether compiling pays off.
+    """
     if config.backend == "scripted":
         believed = config.scripted.answers
         return ScriptedGenerator(
@@ -134,19 +140,22 @@ def make_generator(config: ModelConfig, *, problems: Iterable[ScriptedProblem] =
         return OpenAIGenerator(config.model, config.server)
     from mathforge.generation.vllm_backend import VLLMGenerator
 
-    return VLLMGenerator(config.model, config.engine)
+    return VLLMGenerator(config.model, config.engine, decode_tokens=decode_tokens)
 
 
 _SHARED: dict[str, Generator] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_generator(config: ModelConfig, *, problems: Iterable[ScriptedProblem] = ()) -> Generator:
+def shared_generator(
+    config: ModelConfig, *, problems: Iterable[ScriptedProblem] = (), decode_tokens: int | None = None
+) -> Generator:
     """Return this process's generator for `config`, building it on first use.
 
     The scripted backend is rebuilt per call (it depends on `problems`); model
-    backends are shared. Building one for another model first releases the
-    one held, so at most one engine is in memory.
+    backends are shared, so `decode_tokens` should bound the whole build's
+    generation, not one stage's. Building one for another model first releases
+    the one held, so at most one engine is in memory.
     """
     if config.backend == "scripted":
         return make_generator(config, problems=problems)
@@ -154,7 +163,7 @@ def shared_generator(config: ModelConfig, *, problems: Iterable[ScriptedProblem]
     with _SHARED_LOCK:
         if key not in _SHARED:
             _release_locked()
-            _SHARED[key] = make_generator(config)
+            _SHARED[key] = make_generator(config, decode_tokens=decode_tokens)
         return _SHARED[key]
 
 
