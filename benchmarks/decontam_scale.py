@@ -52,19 +52,10 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--batch-rows", type=int, default=10_000)
-    parser.add_argument("--layer", action="append", default=None, help="Layers (repeatable; default: all).")
-    args = parser.parse_args()
-    missing = [str(p) for p in (*BENCHMARKS, TRAIN) if not p.exists()]
-    if missing:
-        sys.exit(f"decontam_scale needs the real data sets, missing: {', '.join(missing)}")
-
+def run(workdir: Path, args: argparse.Namespace) -> tuple[ScanResult, float, float, list[float]]:
+    """Write the rows, build the index, scan; return the result, index and scan seconds, and RSS after each batch."""
     questions = [json.loads(line)["question"] for line in TRAIN.open(encoding="utf-8")]
     texts = [change_numbers(questions[i % len(questions)], salt=f"scale-{i // len(questions)}") for i in range(args.rows)]
-    workdir = Path(tempfile.mkdtemp(prefix="decontam-scale-"))
     source = workdir / "rows.parquet"
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(args.rows)], "problem": texts}), source)
     del texts, questions
@@ -90,7 +81,21 @@ def main() -> None:
         )
 
     result = scan_file(source, workdir / "verdicts.jsonl", checker, batch_rows=args.batch_rows, on_batch=progress)
-    scan_s = time.perf_counter() - scan_started
+    return result, index_s, time.perf_counter() - scan_started, rss_by_batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--batch-rows", type=int, default=10_000)
+    parser.add_argument("--layer", action="append", default=None, help="Layers (repeatable; default: all).")
+    args = parser.parse_args()
+    missing = [str(p) for p in (*BENCHMARKS, TRAIN) if not p.exists()]
+    if missing:
+        sys.exit(f"decontam_scale needs the real data sets, missing: {', '.join(missing)}")
+
+    with tempfile.TemporaryDirectory(prefix="decontam-scale-") as directory:
+        result, index_s, scan_s, rss_by_batch = run(Path(directory), args)
     peak = peak_mb()
     projected_s = scan_s * 1_000_000 / result.n_rows
     print(f"flagged by (benchmark, layer): {dict(result.by_benchmark_layer)}")
