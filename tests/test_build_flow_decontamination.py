@@ -70,20 +70,26 @@ def leaky_build(tmp_path: Path, scripted_config):
 
 
 def paraphrasing_generator(factory):
-    """The scripted backend, scripted to paraphrase: reword the instance, keep its numbers, solve() returns its answer."""
+    """The scripted backend, scripted to paraphrase: reword the instance keeping its numbers; the independent solve of the rewording returns its answer."""
     from mathforge.generation import ScriptedGenerator
 
-    def build(config, *, problems=()):
+    def build(config, *, problems=(), **options):
         problems = list(problems)
         answers = {p.problem: p.answer for p in problems}
 
+        reworded = {reword(text): answer for text, answer in answers.items()}
+
         def script(prompt: str, index: int, params) -> str | None:
             _, marker, text = prompt.partition("Problem to rewrite: ")
-            if not marker or text.strip() not in answers:
-                return None
-            return f"Problem: {reword(text.strip())}\n\n```python\ndef solve():\n    return {answers[text.strip()]}\n```"
+            if marker and text.strip() in answers:
+                return f"Problem: {reword(text.strip())}"
+            # The independent solve sees the reworded text alone.
+            _, marker, text = prompt.partition("Problem: ")
+            if marker and text.strip() in reworded:
+                return f"```python\ndef solve():\n    return {reworded[text.strip()]}\n```"
+            return None
 
-        generator = factory(config, problems=problems)
+        generator = factory(config, problems=problems, **options)
         assert isinstance(generator, ScriptedGenerator)
         generator.script = script
         return generator
