@@ -100,13 +100,13 @@ def paraphrasing_generator(factory):
 def test_planted_benchmark_items_are_dropped_at_every_check_and_named_in_the_card(
     prefect_harness, leaky_build, monkeypatch
 ) -> None:
-    import mathforge.pipeline
+    import mathforge.pipeline.common
     from flows.build_dataset import build_dataset
     from mathforge.benchmark_sets import load_benchmark_set
     from mathforge.curate import DecontaminationConfig, Decontaminator
     from mathforge.inspect import load_run
 
-    monkeypatch.setattr(mathforge.pipeline, "shared_generator", paraphrasing_generator(mathforge.pipeline.shared_generator))
+    monkeypatch.setattr(mathforge.pipeline.common, "shared_generator", paraphrasing_generator(mathforge.pipeline.common.shared_generator))
     results = build_dataset(str(leaky_build))
 
     seeds = results["ingest"].manifest["decontamination"]

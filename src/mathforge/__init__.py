@@ -14,7 +14,7 @@ or around a circle.
 2. engines: mathforge.generation.*, mathforge.verify.*, mathforge.sandbox.*, mathforge.prompts
 3. stages: mathforge.ingest, mathforge.conversation, mathforge.benchmark_sets, mathforge.synthesis.*, mathforge.curate.*, mathforge.select.*, mathforge.scale
 4. assembly: mathforge.config, mathforge.export, mathforge.report, mathforge.inspect
-5. pipeline: mathforge.pipeline, mathforge.incremental
+5. pipeline: mathforge.pipeline.*, mathforge.incremental
 6. flows: flows.*
 7. front door: mathforge.cli
 

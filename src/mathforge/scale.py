@@ -44,7 +44,7 @@ def run_parts_on_ray(config, stage: Stage, parts: dict[int, list[Problem]], run_
     """Run a stage's parts on Ray actors; raise after all parts settle if any failed.
 
     Every actor builds its generator once (vLLM replica or scripted) and runs
-    `run_part` (e.g. `pipeline.dart_part`, a module-level function that Ray
+    `run_part` (e.g. `pipeline.sampling.dart_part`, a module-level function that Ray
     pickles by reference, so this module need not import the pipeline) for
     each part it is handed; parts write straight into the run directory, so
     the driver only learns which ones finished.
