@@ -37,6 +37,8 @@ def build_dataset(config_path: str, run_name: str | None = None, incremental: bo
         problem_sources.append(results["templates"])
     results["dart"] = tasks.dart(config, problem_sources)
     samples = [(results["dart"], "accepted")]
+    if config.templates.enabled and config.templates.emit_solutions:
+        samples.append((results["templates"], "solutions"))
     if config.self_correction.enabled:
         results["self_correction"] = tasks.self_correction(config, problem_sources, results["dart"])
         samples.append((results["self_correction"], "data"))

@@ -21,7 +21,8 @@ def _arrow_type(annotation) -> tuple[pa.DataType, bool]:
     if typing.get_origin(annotation) is typing.Literal:
         return pa.string(), nullable
     if typing.get_origin(annotation) is list:
-        return pa.list_(records.MESSAGE_TYPE), nullable
+        (item,) = typing.get_args(annotation)
+        return pa.list_(records.MESSAGE_TYPE if item is records.Message else SCALARS[item]), nullable
     return SCALARS[annotation], nullable
 
 

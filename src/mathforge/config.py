@@ -40,6 +40,19 @@ class OutputConfig(Section):
     include_surplus: bool = Field(default=False, description="Export DART surplus correct responses too.")
     system_prompt: str | None = Field(default=None, description="Optional system message put first in every `messages`.")
     prompt: str = Field(default="solve_cot", description="Prompt template whose rendering becomes the user message.")
+    tokenizer: str | None = Field(
+        default="generation",
+        description="Tokenizer whose chat template pre-tokenizes every row (input_ids + completion_mask, 0 on the "
+        "prompt and on tool outputs), which TRL's SFTTrainer uses as is: 'generation' = generation.model when the "
+        "backend is 'vllm' (a model on this machine), none for 'scripted' and 'openai'; a model id "
+        "('embedded:<name>', a local directory, a hub id); or null: no pre-tokenized columns.",
+    )
+
+    def tokenizer_model(self, backend: str, model: str) -> str | None:
+        """The model whose tokenizer pre-tokenizes the export, given the generation backend and model; None: none."""
+        if self.tokenizer != "generation":
+            return self.tokenizer
+        return model if backend == "vllm" else None
 
 
 def _sections() -> dict[str, Any]:

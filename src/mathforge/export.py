@@ -2,13 +2,16 @@
 
 Each export is a new version directory `<export_dir>/<fingerprint>/` (nothing
 is overwritten) and `<export_dir>/latest` points at the newest. Every row is a
-Sample plus `messages` ([{role, content}]) that TRL's SFTTrainer takes as is;
-the lineage columns stay alongside.
+Sample plus its training contract (`mathforge.conversation`): `prompt` (context)
+and `completion` (learned), TRL's conversational prompt–completion format, and
+`messages` (the whole conversation). With a tokenizer, rows also carry
+`input_ids` and `completion_mask`, which mask sandbox outputs inside a
+completion; TRL's SFTTrainer uses them as they are. The lineage columns stay
+alongside.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections import Counter
@@ -19,48 +22,49 @@ from typing import Any, Mapping, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mathforge import __version__, prompts
-from mathforge.records import SFT_SCHEMA, conform
+from mathforge import __version__
+from mathforge.conversation import TRAIN_ON, load_tokenizer, row_conversation, row_kind, tokenize_conversation
+from mathforge.records import SFT_SCHEMA, TOKENIZED_SFT_SCHEMA, conform
 from mathforge.store import package_versions, write_json_atomic
 
 
-def to_messages(problem: str, response: str, *, prompt: str, system_prompt: str | None, trace_json: str | None = None) -> list[dict[str, str]]:
-    """Chat messages of one training row: optional system, the rendered user prompt, the response.
-
-    A tool-integrated trace stored as multi-turn messages (`trace_json` holding
-    a list of {role, content}) is used as is after the user turn.
-    """
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages.append({"role": "user", "content": prompts.render(prompt, problem=problem)})
-    if trace_json:
-        turns = json.loads(trace_json)
-        if isinstance(turns, list) and turns and isinstance(turns[0], dict) and "role" in turns[0]:
-            return messages + [{"role": t["role"], "content": t["content"]} for t in turns]
-    messages.append({"role": "assistant", "content": response})
-    return messages
-
-
 def sft_table(
-    samples: pa.Table, *, prompt: str, system_prompt: str | None, prompt_by_strategy: Mapping[str, str] | None = None
+    samples: pa.Table,
+    *,
+    prompt: str,
+    system_prompt: str | None,
+    prompt_by_strategy: Mapping[str, str] | None = None,
+    tokenizer: Any | None = None,
 ) -> pa.Table:
-    """Add `messages` to a sample table (reads problem, response, strategy, trace_json; adds messages).
+    """Add each row's training contract to a sample table (`mathforge.conversation`).
 
-    The user turn is the prompt the row was generated with: `prompt_by_strategy`
-    maps a row's `strategy` to its prompt template, `prompt` is the default.
+    Reads problem, response, strategy, trace_json; adds row_kind, messages,
+    prompt, completion and, with a `tokenizer` (a transformers tokenizer with a
+    chat template), input_ids and completion_mask. The first user turn is the
+    prompt the row was generated with: `prompt_by_strategy` maps a row's
+    `strategy` to its prompt template, `prompt` is the default.
     """
+    rows = samples.to_pylist()
     chosen = prompt_by_strategy or {}
-    messages = [
-        to_messages(
-            r["problem"],
-            r["response"],
-            prompt=chosen.get(r["strategy"], prompt),
-            system_prompt=system_prompt,
-            trace_json=r.get("trace_json"),
-        )
-        for r in samples.to_pylist()
+    conversations = [
+        row_conversation(row, prompt_by_strategy=chosen, default_prompt=prompt, system_prompt=system_prompt) for row in rows
     ]
-    table = samples.append_column("messages", pa.array(messages, type=SFT_SCHEMA.field("messages").type))
-    return conform(table, SFT_SCHEMA)
+    columns: dict[str, list[Any]] = {
+        "row_kind": [row_kind(row["strategy"]) for row in rows],
+        "messages": [c.messages for c in conversations],
+        "prompt": [c.prompt for c in conversations],
+        "completion": [c.completion for c in conversations],
+    }
+    schema = SFT_SCHEMA
+    if tokenizer is not None:
+        tokenized = [tokenize_conversation(tokenizer, c) for c in conversations]
+        columns["input_ids"] = [t.input_ids for t in tokenized]
+        columns["completion_mask"] = [t.completion_mask for t in tokenized]
+        schema = TOKENIZED_SFT_SCHEMA
+    table = samples
+    for name, values in columns.items():
+        table = table.append_column(name, pa.array(values, type=schema.field(name).type))
+    return conform(table, schema)
 
 
 def _histogram(values: Sequence[float], edges: Sequence[float]) -> list[tuple[str, int]]:
@@ -93,6 +97,35 @@ def stage_rows(manifests: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+def _contract_section(rows: Sequence[Mapping[str, Any]], tokenizer: str | None) -> list[str]:
+    """Card lines: rows and what they train on, by row kind, and how tool outputs are masked."""
+    counts = Counter(row["row_kind"] for row in rows)
+    has_tool_turns = any(m["role"] == "tool" for row in rows for m in row["completion"])
+    if tokenizer:
+        masking = (
+            f"`input_ids` and `completion_mask` are pre-tokenized for `{tokenizer}` (its chat template): the mask "
+            "is 0 on the prompt and on every tool turn, so TRL's SFTTrainer, which uses pre-tokenized columns as "
+            "they are, trains on exactly the learned text. Training another model: drop those two columns and "
+            "re-export with its tokenizer (`output.tokenizer`)."
+        )
+    elif has_tool_turns:
+        masking = (
+            "**No pre-tokenized columns** (`output.tokenizer` unset): trained from `prompt`/`completion`, TRL "
+            "labels the tool turns inside completions too. Re-export with `output.tokenizer` set to mask them."
+        )
+    else:
+        masking = "No row has tool turns in its completion."
+    return [
+        "## What is learned",
+        "",
+        "Each row kind's `prompt` is context (no loss); its `completion` is learned, with sandbox outputs as "
+        "`tool` turns, never inside assistant text. " + masking,
+        "",
+        _table(["row kind", "rows", "train_on"], [[kind, counts[kind], TRAIN_ON[kind]] for kind in sorted(counts)]),
+        "",
+    ]
+
+
 def dataset_card(
     name: str,
     table: pa.Table,
@@ -106,12 +139,17 @@ def dataset_card(
         f"# {name}",
         "",
         "Supervised fine-tuning data for mathematical reasoning, built by mathforge "
-        f"{__version__} with model `{meta.get('model')}`. Every response's final answer was verified "
-        "against the reference answer. Load with `datasets.load_from_disk(<this directory>)`; each row has "
-        "`messages` (chat format for TRL's SFTTrainer) and lineage columns.",
+        f"{__version__} with model `{meta.get('model')}`. The final answer of every learned completion was "
+        "verified against the reference answer (template solutions: the answer their program computed, "
+        "checked by the same verifier). Correction rows also carry the model's wrong attempt and the "
+        "verifier's feedback in their `prompt`: context, which carries no loss. Load with "
+        "`datasets.load_from_disk(<this directory>)`; each row has `prompt` and `completion` "
+        "(conversational prompt–completion, which TRL's SFTTrainer trains on the completion only), "
+        "`messages` (the whole conversation) and lineage columns.",
         "",
         f"Rows: **{table.num_rows}** from **{len({r['problem_id'] for r in rows})}** problems.",
         "",
+        *_contract_section(rows, meta.get("tokenizer")),
         "## From raw samples to exported rows",
         "",
         "Each stage's rows in, rows out and drops by reason (rows in = rows out + dropped).",
@@ -181,12 +219,15 @@ def export_dataset(
     manifests: Sequence[Mapping[str, Any]],
     meta: Mapping[str, Any],
     extra_tables: Mapping[str, pa.Table] | None = None,
+    tokenizer: str | None = None,
 ) -> Path:
     """Write a dataset version directory and point `latest` at it; return its path.
 
     Contents: the `datasets` Arrow files (load_from_disk), `parquet/train.parquet`
-    and any extra tables, `README.md` (the card) and `manifest.json`. The
-    directory is assembled under a temporary name and renamed into place.
+    and any extra tables, `README.md` (the card) and `manifest.json`. With
+    `tokenizer` (a model id: 'embedded:<name>', a local directory or a hub id)
+    rows are also pre-tokenized with its chat template. The directory is
+    assembled under a temporary name and renamed into place.
     """
     import datasets
 
@@ -198,7 +239,14 @@ def export_dataset(
     staging = export_dir / f".{version}.tmp"
     if staging.exists():
         shutil.rmtree(staging)
-    table = sft_table(samples, prompt=prompt, system_prompt=system_prompt, prompt_by_strategy=prompt_by_strategy)
+    meta = {**meta, "tokenizer": tokenizer}
+    table = sft_table(
+        samples,
+        prompt=prompt,
+        system_prompt=system_prompt,
+        prompt_by_strategy=prompt_by_strategy,
+        tokenizer=load_tokenizer(tokenizer) if tokenizer else None,
+    )
     datasets.Dataset(table).save_to_disk(str(staging))
     (staging / "parquet").mkdir()
     pq.write_table(table, staging / "parquet" / "train.parquet")

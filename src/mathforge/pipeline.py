@@ -122,6 +122,10 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     Reads the seed problems; writes `data` (new problems with answer, program,
     template_id, variables_json, seed_problem_id), `templates` (the templates
     used) and `rejected` (templates, instances and paraphrases dropped, with reasons).
+    With `templates.emit_solutions` it also writes `solutions`: Sample rows
+    whose response is an instance's rendered solution (verified, strategy
+    'template-solution'); instances not used are `rejected` rows of stage
+    'template_solution', counted as `solutions_*` (they are not problem drops).
     """
     from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
     from mathforge.sandbox import SandboxPool
@@ -132,6 +136,10 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     authored_digest = _file_digest(section.authored_dir)
     prompt_names = ["decouple_numbers", "paraphrase_problem"]
     stage_config = [section, authored_digest, config.sandbox, config.verification, _generation_fingerprint(config, prompt_names)]
+    # Template solutions' token counts use the export's tokenizer, when there is one.
+    tokenizer_model = config.output.tokenizer_model(config.generation.backend, config.generation.model)
+    if section.emit_solutions:
+        stage_config += [config.output.prompt, tokenizer_model]
 
     def work(stage: Stage) -> StageSummary:
         seeds = read_problems(seeds_result)
@@ -157,14 +165,18 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
                 problems += rewritten.problems
                 rejected += rewritten.rejected
                 counts.update({f"paraphrase_{k}": v for k, v in rewritten.counts.items()})
-        stage.write_shard(
-            0,
-            {
-                "data": to_table(problems, PROBLEM_SCHEMA),
-                "templates": to_table(templates, TEMPLATE_SCHEMA),
-                "rejected": to_table(rejected, REJECTED_SCHEMA),
-            },
-        )
+        outputs = {
+            "data": to_table(problems, PROBLEM_SCHEMA),
+            "templates": to_table(templates, TEMPLATE_SCHEMA),
+        }
+        solution_rejected = []
+        if section.emit_solutions:
+            made_rows = _template_solution_rows(config, problems, tokenizer_model)
+            outputs["solutions"] = to_table(made_rows.samples, SAMPLE_SCHEMA)
+            solution_rejected = made_rows.rejected
+            counts.update({f"solutions_{k}": v for k, v in made_rows.counts.items()})
+        outputs["rejected"] = to_table(rejected + solution_rejected, REJECTED_SCHEMA)
+        stage.write_shard(0, outputs)
         summary = StageSummary(rows_in=len(problems) + len(rejected), rows_out=len(problems))
         summary.drop_reasons.update(f"{r.stage}:{r.reason}" for r in rejected)
         summary.counts.update({k: v for k, v in counts.items() if isinstance(v, (int, float))})
@@ -173,6 +185,26 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
         return summary
 
     return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
+
+
+def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None):
+    """Verified template-solution Samples of `problems` (synthesis.template_solutions)."""
+    from mathforge.synthesis.template_solutions import solution_samples
+
+    options = {}
+    if tokenizer_model is not None:
+        from mathforge.conversation import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_model)
+        options["count_tokens"] = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    with VerifierPool(config.verification) as pool:
+        return solution_samples(
+            problems,
+            verify_many=pool.verify_many,
+            prompt=config.output.prompt,
+            verifier=verifier_name(config.verification),
+            **options,
+        )
 
 
 def dart_part(config: BuildConfig, problems: list[Problem], part: Stage) -> dict:
@@ -381,8 +413,9 @@ def export_stage(
     """Export the union of `sources` (stage, output) as a dataset version; skipped when it exists.
 
     `upstream` lists every stage of the build in order: their manifests make
-    the card's raw → exported table. The user turn of each row's `messages` is
-    the prompt its strategy was generated with.
+    the card's raw → exported table. The user turn of each row's `prompt` is
+    the prompt its strategy was generated with; `output.tokenizer` decides
+    whether rows are also pre-tokenized (input_ids, completion_mask).
     """
     from mathforge.export import export_dataset
     from mathforge.generation.embedded import model_checksum
@@ -419,6 +452,7 @@ def export_stage(
             manifests=[r.manifest for r in upstream],
             meta=meta,
             extra_tables={"quarantine": quarantine} if quarantine.num_rows else None,
+            tokenizer=config.output.tokenizer_model(config.generation.backend, config.generation.model),
         )
         log.info("exported %d rows to %s", samples.num_rows, path)
         return StageSummary(rows_in=samples.num_rows, rows_out=samples.num_rows), {"export_path": str(path)}

@@ -129,9 +129,29 @@ class Message(Record):
 
 
 class SFTRow(Sample):
-    """An exported training row: a Sample plus chat `messages`."""
+    """An exported training row: a Sample plus its training contract (`mathforge.conversation`).
 
-    messages: list[Message]
+    `prompt` is context (no loss), `completion` is learned; `messages` is the
+    whole conversation (prompt then completion), for viewers and chat tools.
+    """
+
+    row_kind: Literal["cot", "template-solution", "correction", "tool", "cosc"] = Field(
+        description="What the row teaches; decides which messages are context (see mathforge.conversation)."
+    )
+    messages: list[Message] = Field(description="The whole conversation: prompt then completion.")
+    prompt: list[Message] = Field(description="Context messages (system, user, a wrong attempt, feedback): no loss.")
+    completion: list[Message] = Field(
+        description="Learned messages: assistant turns, with sandbox outputs as tool turns (masked when pre-tokenized)."
+    )
+
+
+class TokenizedSFTRow(SFTRow):
+    """An exported row pre-tokenized for one tokenizer (`output.tokenizer`), as TRL's SFTTrainer takes it."""
+
+    input_ids: list[int] = Field(description="Token ids of `messages` rendered with the tokenizer's chat template.")
+    completion_mask: list[int] = Field(
+        description="1 on learned tokens; 0 on the prompt and on tool turns (with the assistant header after them)."
+    )
 
 
 class QueryInfo(Record):
@@ -274,7 +294,25 @@ SAMPLE_SCHEMA = pa.schema(
     ]
 )
 
-SFT_SCHEMA = SAMPLE_SCHEMA.append(pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False))
+SFT_SCHEMA = pa.schema(
+    [
+        *SAMPLE_SCHEMA,
+        pa.field("row_kind", pa.string(), nullable=False),
+        pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False),
+        pa.field("prompt", pa.list_(MESSAGE_TYPE), nullable=False),
+        pa.field("completion", pa.list_(MESSAGE_TYPE), nullable=False),
+    ]
+)
+
+# A separate schema, not nullable columns of SFT_SCHEMA: TRL treats any dataset with an
+# `input_ids` column as pre-tokenized, so an export without a tokenizer must not have one.
+TOKENIZED_SFT_SCHEMA = pa.schema(
+    [
+        *SFT_SCHEMA,
+        pa.field("input_ids", pa.list_(pa.int64()), nullable=False),
+        pa.field("completion_mask", pa.list_(pa.int64()), nullable=False),
+    ]
+)
 
 QUERY_INFO_SCHEMA = pa.schema(
     [
@@ -363,6 +401,7 @@ SCHEMAS: dict[type[Record], pa.Schema] = {
     Problem: PROBLEM_SCHEMA,
     Sample: SAMPLE_SCHEMA,
     SFTRow: SFT_SCHEMA,
+    TokenizedSFTRow: TOKENIZED_SFT_SCHEMA,
     QueryInfo: QUERY_INFO_SCHEMA,
     Template: TEMPLATE_SCHEMA,
     Quarantined: QUARANTINE_SCHEMA,

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from mathforge.export import sft_table
 from mathforge.generation.scripted import ScriptedGenerator, ScriptedProblem
 from mathforge.records import SAMPLE_SCHEMA, Problem, Sample, to_table
 from mathforge.sandbox import SandboxConfig, SandboxPool
@@ -157,6 +158,16 @@ def test_a_kept_correction_stores_the_attempt_and_the_request_before_its_own_tur
     assert turns[1]["content"].startswith("Your final answer, 381, is incorrect.")
     assert turns[3]["content"] == "391"
     assert sample.response == turns[2]["content"] + "```output\n391\n```\n" + turns[4]["content"]
+    # Exported, the attempt and the verifier's feedback are context; only the correction is learned.
+    (row,) = sft_table(to_table([sample], SAMPLE_SCHEMA), prompt="solve_cot", system_prompt=None).to_pylist()
+    assert row["row_kind"] == "correction"
+    assert [m["role"] for m in row["prompt"]] == ["user", "assistant", "user"] and row["prompt"][1:] == turns[:2]
+    assert row["completion"] == turns[2:]
+
+
+def test_intrinsic_cosc_traces_with_tool_turns_are_the_defaults():
+    config = SelfCorrectionConfig()
+    assert (config.mode, config.format) == ("cosc", "messages")
 
 
 def test_a_correction_without_code_needs_no_sandbox():

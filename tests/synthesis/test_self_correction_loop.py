@@ -109,7 +109,9 @@ def test_an_output_the_model_cannot_know_is_in_the_trace_exactly_as_executed(poo
         f"The program printed {expected}, so the answer is \\boxed{{{expected}}}."
     )
     assert (trace.verdict, trace.extracted_answer, trace.n_rounds, trace.n_corrections) == ("correct", expected, 1, 0)
-    assert json.loads(trace.trace_json) == [{"role": "assistant", "content": trace.response}]
+    # The default storage: the sandbox's output is a tool turn, never assistant text.
+    assert json.loads(trace.trace_json) == to_turns(trace.response)
+    assert [t["role"] for t in json.loads(trace.trace_json)] == ["assistant", "tool", "assistant"]
     assert reexecute_check(trace, pool=pool, config=config) == (True, "outputs_reproduced")
 
 
@@ -209,19 +211,34 @@ def test_the_messages_format_has_tool_turns_that_export_and_reexecute(pool):
     assert fenced_text(turns) == trace.response and to_turns(trace.response) == turns
     assert reexecute_check(trace, pool=pool, config=config) == (True, "outputs_reproduced")
 
-    exported = sft_table(to_table([trace], SAMPLE_SCHEMA), prompt="solve_with_code", system_prompt=None)
-    messages = exported.column("messages").to_pylist()[0]
+    exported = sft_table(to_table([trace], SAMPLE_SCHEMA), prompt="solve_with_code", system_prompt=None).to_pylist()[0]
+    messages = exported["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
     assert messages[0]["content"].endswith("[messages]") and messages[2]["content"] == "1024"
+    assert exported["prompt"] == messages[:1] and exported["completion"] == messages[1:]
+    assert exported["row_kind"] == "tool"
 
     tampered = turns[:1] + [{"role": "tool", "content": "1023"}] + turns[2:]
     forged = trace.model_copy(update={"trace_json": json.dumps(tampered)})
     assert reexecute_check(forged, pool=pool, config=config) == (False, "output_mismatch")
 
 
+def test_the_fenced_format_still_exports_outputs_as_tool_turns(pool):
+    generator = ScriptedGenerator(script=by_round({"[fenced]": ["```python\nprint(6 * 7)\n```\n", answer_last_output]}))
+    config = SelfCorrectionConfig(mode="tool", format="fenced")
+
+    (trace,) = run_tool_traces([problem("[fenced]", "42")], generator, pool=pool, verify_many=verify_many, config=config).kept
+
+    assert json.loads(trace.trace_json) == [{"role": "assistant", "content": trace.response}]
+    exported = sft_table(to_table([trace], SAMPLE_SCHEMA), prompt="solve_with_code", system_prompt=None).to_pylist()[0]
+    assert exported["completion"] == to_turns(trace.response)
+    assert [m["role"] for m in exported["completion"]] == ["assistant", "tool", "assistant"]
+    assert not any("```output" in m["content"] for m in exported["completion"])
+
+
 def test_reexecution_rejects_edited_and_orphan_outputs_in_the_fenced_format(pool):
     generator = ScriptedGenerator(script=by_round({"[edit]": ["```python\nprint(6 * 7)\n```\n", answer_last_output]}))
-    config = SelfCorrectionConfig(mode="tool")
+    config = SelfCorrectionConfig(mode="tool", format="fenced")
     (trace,) = run_tool_traces([problem("[edit]", "42")], generator, pool=pool, verify_many=verify_many, config=config).kept
 
     def with_text(text):

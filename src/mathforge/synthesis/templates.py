@@ -136,6 +136,11 @@ class TemplateSynthesisConfig(Section):
         default=10.0, gt=0.0, description="Sandbox limit of one batch run (one template, many slot values), seconds."
     )
     paraphrase: ParaphraseConfig = Field(default_factory=ParaphraseConfig, description="Optional paraphrase step.")
+    emit_solutions: bool = Field(
+        default=False,
+        description="Also write each instance with a rendered solution as an SFT row (output `solutions`, "
+        "strategy 'template-solution'; see synthesis.template_solutions), exported alongside DART rows.",
+    )
     seed: int = Field(
         default=0, description="Seed of slot-value sampling (per template: hash of seed and template id)."
     )
