@@ -140,7 +140,7 @@ def test_cache_makes_a_rerun_free(tmp_path, mini, pool):
 
 def test_run_evaluation_writes_results_report_and_summary(tmp_path):
     config = _config(tmp_path, sampling={"n": 2, "k": [1, 2]})
-    (evaluation,) = run_evaluation(config)
+    (evaluation,), _, _ = run_evaluation(config)
     table = pq.read_table(evaluation.results_path)
     assert table.num_rows == 6 and set(table.column("n_samples").to_pylist()) == {2}
     report = (tmp_path / "eval" / "report.md").read_text()

@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -176,10 +176,11 @@ def majority_credit(samples: Sequence[dict[str, Any]]) -> tuple[str | None, floa
 
 
 def evaluation_prompt(problem: str, prompt: PromptSection) -> Prompt:
-    """The chat prompt of a problem, rendered as the export renders a training row's context."""
-    from mathforge.export import to_messages
+    """The chat prompt of a problem: the context of a training row (`conversation.row_conversation`)."""
+    from mathforge.conversation import row_conversation
 
-    return to_messages(problem, "", prompt=prompt.name, system_prompt=prompt.system_prompt)[:-1]
+    row = {"problem": problem, "response": "", "strategy": ""}
+    return row_conversation(row, prompt_by_strategy={}, default_prompt=prompt.name, system_prompt=prompt.system_prompt).prompt
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -426,14 +427,23 @@ def write_report(config: EvaluateConfig, evaluations: Sequence[BenchmarkEvaluati
     return output / "report.md", markdown
 
 
-def run_evaluation(config: EvaluateConfig) -> list[BenchmarkEvaluation]:
-    """Evaluate every configured benchmark with one generator and one verifier pool; write the report."""
+EvaluateOne = Callable[[BenchmarkSet, Generator, VerifierPool, EvaluateConfig], BenchmarkEvaluation]
+
+
+def run_evaluation(
+    config: EvaluateConfig, *, evaluate_one: EvaluateOne = evaluate_benchmark
+) -> tuple[list[BenchmarkEvaluation], Path, str]:
+    """Evaluate every configured benchmark with one generator and one verifier pool; write the report.
+
+    `evaluate_one` runs one benchmark (the flow passes it as a Prefect task).
+    Returns the evaluations, the report's path and its markdown.
+    """
     benches = load_benchmarks(config)
     generator = open_generator(config, [item for bench in benches for item in bench.items])
     try:
         with VerifierPool(config.verification) as pool:
-            evaluations = [evaluate_benchmark(bench, generator, pool, config) for bench in benches]
+            evaluations = [evaluate_one(bench, generator, pool, config) for bench in benches]
     finally:
         close_generator(generator)
-    write_report(config, evaluations)
-    return evaluations
+    path, markdown = write_report(config, evaluations)
+    return evaluations, path, markdown
