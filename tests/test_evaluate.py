@@ -154,3 +154,19 @@ def test_config_rejects_k_above_n_and_unknown_keys(tmp_path):
         _config(tmp_path, sampling={"n": 2, "k": [4]})
     with pytest.raises(ValueError, match="extra"):
         _config(tmp_path, mystery=1)
+
+
+def test_flow_writes_results_and_publishes_artifacts(prefect_harness, tmp_path):
+    import yaml
+    from prefect.client.orchestration import get_client
+
+    from flows.evaluate import evaluate
+
+    config = _config(tmp_path, name="mini-eval")
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    (result,) = evaluate(str(path))
+    assert pq.read_table(result.results_path).num_rows == 6
+    with get_client(sync_client=True) as client:
+        keys = {artifact.key for artifact in client.read_artifacts()}
+    assert {"mini-eval-report", "mini-eval-mini-math"} <= keys

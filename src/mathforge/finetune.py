@@ -53,7 +53,7 @@ class TrainConfig(Section):
     gradient_accumulation_steps: int = Field(default=1, ge=1, description="Batches per optimizer step.")
     learning_rate: float = Field(default=1e-4, gt=0, description="Peak learning rate (AdamW).")
     lr_scheduler: str = Field(default="cosine", description="transformers scheduler name: 'cosine', 'linear', 'constant'.")
-    warmup_ratio: float = Field(default=0.05, ge=0, le=1, description="Share of steps of linear warm-up.")
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Share of steps of linear warm-up.")
     max_length: int = Field(default=1024, ge=16, description="Longest tokenized row; longer rows are truncated.")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="'auto': bf16 where the hardware has native bf16 (GPU, AVX512-BF16/AMX CPU), else fp32."
@@ -173,7 +173,7 @@ def train(config: TrainConfig) -> TrainResult:
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
-        warmup_ratio=config.warmup_ratio,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the steps
         max_length=config.max_length,
         bf16=bf16,
         gradient_checkpointing=checkpointing,
