@@ -119,6 +119,8 @@ def train_model(rows: Path, output_dir: Path, args: argparse.Namespace):
         learning_rate=args.learning_rate,
         warmup_ratio=0.05,
         max_length=512,
+        precision=args.precision,
+        train_layers=args.train_layers,
         seed=args.seed,
         logging_steps=5,
     )
@@ -132,6 +134,10 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="Training precision.")
+    parser.add_argument(
+        "--train-layers", type=int, default=None, help="Train only the top n decoder layers (CPU budget); default: all."
+    )
     parser.add_argument("--max-tokens", type=int, default=256, help="Longest evaluation response, tokens.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of instantiation and training.")
     parser.add_argument("--workdir", type=Path, default=REPO / "data" / "benchmarks-runs" / "closed_loop")

@@ -50,7 +50,8 @@ def select_rows(method: str, pool, *, budget: int, seed: int, workdir: Path):
     import numpy as np
     import pyarrow as pa
 
-    from mathforge.select import Budget, GrapeStep, KMeansStep, S2LStep, SelectConfig, select
+    from mathforge.select import Budget, KMeansStep, S2LStep, SelectConfig, select
+    from mathforge.select.s2l import ProxyTraining
 
     if method == "random":
         keep = np.sort(np.random.default_rng(seed).choice(pool.num_rows, size=budget, replace=False))
@@ -58,7 +59,9 @@ def select_rows(method: str, pool, *, budget: int, seed: int, workdir: Path):
     if method == "kmeans":
         return select(pool, SelectConfig(steps=[KMeansStep(budget=Budget(rows=budget))], seed=seed)).table
     if method == "s2l":
-        return select(pool, SelectConfig(steps=[S2LStep(budget=Budget(rows=budget))], seed=seed)).table
+        # One proxy epoch with three loss checkpoints: the CPU budget of this script (S2L's default is 3 x 6).
+        proxy = ProxyTraining(epochs=1, n_checkpoints=3)
+        return select(pool, SelectConfig(steps=[S2LStep(budget=Budget(rows=budget), proxy=proxy)], seed=seed)).table
     return _grape(pool, budget=budget, workdir=workdir)
 
 
@@ -70,8 +73,9 @@ def _grape(pool, *, budget: int, workdir: Path):
     from mathforge.generation.vllm_backend import EngineConfig, VLLMGenerator
     from mathforge.select import select_grape
 
-    n_templates = len(set(pool.column("template_id").to_pylist()))
-    grouped = pool.set_column(pool.schema.get_field_index("problem_id"), "problem_id", pool.column("template_id"))
+    n_templates = len(set(pool.column("source").to_pylist()))
+    # Template-solution rows carry source 'template:<id>': the template stands in for GRAPE's problem.
+    grouped = pool.set_column(pool.schema.get_field_index("problem_id"), "problem_id", pool.column("source"))
     generator = VLLMGenerator(
         "embedded:smollm2-135m-instruct",
         EngineConfig(seed=0, dtype="float32", max_model_len=768, kv_cache_gb=0.5, enforce_eager=True),
@@ -121,7 +125,7 @@ def main() -> None:
             trained = train_model(path, path.parent / "model", args)
             summary = evaluate_model(trained.model_dir, benchmark, path.parent / "eval", max_tokens=args.max_tokens)
             metric = summary["heldout_templates"].metrics["greedy"]
-            per_template = len(set(chosen.column("template_id").to_pylist()))
+            per_template = len(set(chosen.column("source").to_pylist()))
             results.append((method, seed, metric))
             print(
                 f"method={method} seed={seed} rows={chosen.num_rows} templates={per_template} "

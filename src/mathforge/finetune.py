@@ -61,6 +61,12 @@ class TrainConfig(Section):
     gradient_checkpointing: bool | None = Field(
         default=None, description="None: on only for models of 1B parameters or more."
     )
+    train_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Train only the top n decoder layers and the final norm (embeddings frozen); None: the whole "
+        "model. Backward then stops at the lowest trained layer: a CPU budget setting.",
+    )
     seed: int = Field(default=0, description="Seed of shuffling and initialization.")
     logging_steps: int = Field(default=10, ge=1, description="Log the training loss every this many steps.")
 
@@ -132,6 +138,16 @@ def load_rows(config: TrainConfig):
     return rows
 
 
+def freeze_below(model: Any, n_layers: int) -> None:
+    """Freeze every parameter except the top `n_layers` decoder layers and the final norm."""
+    decoder = model.get_decoder()
+    if n_layers > len(decoder.layers):
+        raise ConfigError(f"train_layers: {n_layers} exceeds the model's {len(decoder.layers)} decoder layers")
+    model.requires_grad_(False)
+    for module in [*decoder.layers[-n_layers:], decoder.norm]:
+        module.requires_grad_(True)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """A finished fine-tuning run."""
@@ -160,6 +176,8 @@ def train(config: TrainConfig) -> TrainResult:
     base = str(prepare_model(config.model))
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if config.train_layers is not None:
+        freeze_below(model, config.train_layers)
     bf16 = use_bf16(config.precision)
     checkpointing = config.gradient_checkpointing
     if checkpointing is None:
