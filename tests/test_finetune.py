@@ -79,3 +79,19 @@ def test_tiny_training_run_saves_a_loadable_model(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
     assert tokenizer.chat_template
     AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+
+
+def test_train_layers_freezes_everything_below_the_top_layers():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mathforge.finetune import freeze_below
+
+    model = LlamaForCausalLM(
+        LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2)
+    )
+    freeze_below(model, 1)
+    trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert trained and all(name.startswith(("model.layers.2.", "model.norm.")) for name in trained)
+    assert "model.norm.weight" in trained
+    with pytest.raises(ConfigError, match="exceeds the model's 3 decoder layers"):
+        freeze_below(model, 4)
