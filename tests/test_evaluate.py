@@ -149,6 +149,19 @@ def test_run_evaluation_writes_results_report_and_summary(tmp_path):
     assert summary["benchmarks"]["mini_math"]["groups"][0]["group"] == "all"
 
 
+def test_a_cached_rerun_never_builds_the_backend(tmp_path, pool):
+    from mathforge.evaluate import load_benchmarks, open_generator
+
+    config = _config(tmp_path, sampling={"n": 2, "k": [1, 2]})
+    run_evaluation(config)
+    (bench,) = load_benchmarks(config)
+    generator = open_generator(config, bench.items)
+    again = evaluate_items(bench.items, generator, pool, config)
+    assert not generator.inner.is_built and generator.usage.n_cached == 6 * 3
+    first = pq.read_table(tmp_path / "eval" / "mini_math" / "results.parquet")
+    assert [r.samples_json for r in again] == first.column("samples_json").to_pylist()
+
+
 def test_config_rejects_k_above_n_and_unknown_keys(tmp_path):
     with pytest.raises(ValueError, match="k must be <= n"):
         _config(tmp_path, sampling={"n": 2, "k": [4]})

@@ -46,7 +46,15 @@ from pydantic import Field, model_validator
 
 from mathforge.benchmark_sets import BenchmarkSet, load_benchmark_set
 from mathforge.config import Section
-from mathforge.generation import GenerationConfig, GenerationParams, Generator, Prompt, ScriptedProblem, prompt_hash
+from mathforge.generation import (
+    GenerationConfig,
+    GenerationParams,
+    Generator,
+    Prompt,
+    ScriptedProblem,
+    TokenUsage,
+    prompt_hash,
+)
 from mathforge.generation.cache import CachedGenerator
 from mathforge.records import EVAL_RESULT_SCHEMA, BenchmarkItem, EvalResult, to_table
 from mathforge.synthesis.dart import wilson_interval
@@ -367,21 +375,54 @@ def model_fingerprint(model: str) -> str:
     return stable_id(model, [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights])
 
 
-def open_generator(config: EvaluateConfig, items: Sequence[BenchmarkItem]) -> CachedGenerator:
-    """The configured backend behind the generation cache in `output_dir/cache/` (a re-run is free)."""
-    from mathforge.generation import make_generator
+class LazyGenerator:
+    """A backend built on its first call, so a fully cached re-run never starts an engine or opens a connection."""
 
+    def __init__(self, config: GenerationConfig, problems: Sequence[ScriptedProblem]) -> None:
+        self.config = config
+        self.problems = list(problems)
+        self.model_id = f"scripted:{config.model}" if config.backend == "scripted" else config.model
+        self.usage = TokenUsage()
+        self._built: Generator | None = None
+
+    @property
+    def is_built(self) -> bool:
+        """Whether the backend has been built (a fully cached run never builds it)."""
+        return self._built is not None
+
+    def _backend(self) -> Generator:
+        from mathforge.generation import make_generator
+
+        if self._built is None:
+            self._built = make_generator(self.config, problems=self.problems)
+            self._built.usage = self.usage  # one running account, whichever object counts
+        return self._built
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[list[Any]]:
+        """Build the backend if needed and generate."""
+        return self._backend().generate(prompts, params)
+
+    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[Any]:
+        """Build the backend if needed and score."""
+        return self._backend().loglikelihood(pairs)
+
+    def close(self) -> None:
+        """Shut the backend down if it was built and can be."""
+        if self._built is not None and hasattr(self._built, "close"):
+            self._built.close()
+
+
+def open_generator(config: EvaluateConfig, items: Sequence[BenchmarkItem]) -> CachedGenerator:
+    """The configured backend, built lazily, behind the generation cache in `output_dir/cache/` (a re-run is free)."""
     problems = [ScriptedProblem(item.item_id, item.problem, item.answer) for item in items]
-    inner = make_generator(config.generation, problems=problems)
     cache = Path(config.output_dir) / "cache" / f"generations-{model_fingerprint(config.generation.model)}.sqlite"
-    return CachedGenerator(inner, cache)
+    return CachedGenerator(LazyGenerator(config.generation, problems), cache)
 
 
 def close_generator(generator: CachedGenerator) -> None:
     """Close the cache and the backend (a vLLM engine's worker processes end now, not at exit)."""
     generator.close()
-    if hasattr(generator.inner, "close"):
-        generator.inner.close()
+    generator.inner.close()
 
 
 def load_benchmarks(config: EvaluateConfig) -> list[BenchmarkSet]:

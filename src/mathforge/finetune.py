@@ -9,9 +9,11 @@ model directory that vLLM and `mathforge evaluate` load.
 
 CPU settings (DESIGN.md, "TRL on these machines"): bf16 autocast only where
 the CPU has native bf16 arithmetic (AVX512-BF16 or AMX), float32 elsewhere
-(emulated bf16 made one step ~12x slower on an AVX2 machine); gradient
-checkpointing off for small models (it trades compute, scarce on CPU, for
-memory, which a 135M model does not need). On a GPU the same code runs with
+(on an AVX2 machine, TRL's defaults -- bf16 autocast and gradient
+checkpointing -- made one step 12x slower); gradient checkpointing off for
+small models (it trades compute, scarce on CPU, for memory, which a 135M
+model does not need). `train_layers` trains only the top layers, which
+shortens the backward pass when CPU time is the budget. On a GPU the same code runs with
 bf16 where the device supports it.
 """
 
