@@ -183,3 +183,22 @@ def test_flow_writes_results_and_publishes_artifacts(prefect_harness, tmp_path):
     with get_client(sync_client=True) as client:
         keys = {artifact.key for artifact in client.read_artifacts()}
     assert {"mini-eval-report", "mini-eval-mini-math"} <= keys
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("benchmarks: [{source: /no/such/bench.jsonl}]\ngeneration: {backend: scripted}\n", "benchmark file not found"),
+        ("benchmarks: [{source: x, limt: 3}]\ngeneration: {backend: scripted}\n", "benchmarks.0.limt"),
+    ],
+    ids=["missing-file", "unknown-key"],
+)
+def test_cli_refuses_a_bad_config_before_starting_anything(tmp_path, text, message):
+    from typer.testing import CliRunner
+
+    from mathforge.cli import app
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["evaluate", str(path)])
+    assert result.exit_code == 2 and message in result.output.replace("\n", "")
