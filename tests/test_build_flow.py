@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections import Counter
 import signal
 import subprocess
 import sys
@@ -35,9 +36,15 @@ def test_flow_exports_a_loadable_dataset_and_skips_on_rerun(prefect_harness, tmp
     export = Path(first["export"].manifest["export_path"])
     dataset = datasets.load_from_disk(str(export))
     assert dataset.num_rows > 0
+    from trl.data_utils import is_conversational
+
+    # The demo-shaped export is TRL's conversational prompt-completion format as it stands.
     row = dataset[0]
-    assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
-    assert row["messages"][1]["content"] == row["response"]
+    assert is_conversational(row) and {"prompt", "completion", "messages"} <= set(dataset.column_names)
+    assert row["messages"] == row["prompt"] + row["completion"]
+    assert [m["role"] for m in row["prompt"]] == ["user"] and row["completion"] == [{"role": "assistant", "content": row["response"]}]
+    # The scripted backend names no tokenizer (output.tokenizer 'generation' resolves to none): not pre-tokenized.
+    assert "input_ids" not in dataset.column_names
     for column in ("sample_id", "problem_id", "model", "sampling_json", "prompt_hash", "round", "verdict", "n_trials", "pass_rate"):
         assert row[column] is not None, column
     assert set(dataset["verdict"]) == {"correct"}
@@ -57,7 +64,11 @@ def test_flow_exports_a_loadable_dataset_and_skips_on_rerun(prefect_harness, tmp
         assert stage["rows_in"] == stage["rows_out"] + sum(stage["drop_reasons"].values()), stage["stage"]
         for step in stage.get("steps", []):
             assert step["rows_in"] == step["rows_out"] + sum(step["drop_reasons"].values()), step["step"]
-    assert stages["curate"]["rows_in"] == stages["dart"]["rows_out"] + stages["self_correction"]["rows_out"]
+    (solutions,) = stages["templates"]["steps"]
+    assert solutions["rows_out"] > 0 and "template-solution" in set(dataset["row_kind"])
+    assert stages["curate"]["rows_in"] == stages["dart"]["rows_out"] + solutions["rows_out"] + stages["self_correction"]["rows_out"]
+    for kind, n in Counter(dataset["row_kind"]).items():  # the card's "What is learned" table
+        assert f"| {kind} | {n} |" in card
     assert stages["select"]["rows_in"] == stages["curate"]["rows_out"]
     assert manifest["rows"] == stages["select"]["rows_out"]
     for stage in stages:  # the card shows each stage's row

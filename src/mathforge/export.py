@@ -105,12 +105,13 @@ def _contract_section(rows: Sequence[Mapping[str, Any]], tokenizer: str | None) 
         masking = (
             f"`input_ids` and `completion_mask` are pre-tokenized for `{tokenizer}` (its chat template): the mask "
             "is 0 on the prompt and on every tool turn, so TRL's SFTTrainer, which uses pre-tokenized columns as "
-            "they are, trains on exactly the learned text. Training another model: drop those two columns and "
-            "re-export with its tokenizer (`output.tokenizer`)."
+            "they are, trains on exactly the learned text. To train another model, re-export with its tokenizer "
+            "(`output.tokenizer`), or drop those two columns: TRL then tokenizes `prompt`/`completion` itself and "
+            "labels the tool turns too."
         )
     elif has_tool_turns:
         masking = (
-            "**No pre-tokenized columns** (`output.tokenizer` unset): trained from `prompt`/`completion`, TRL "
+            "**No pre-tokenized columns** (no `output.tokenizer` for this build): trained from `prompt`/`completion`, TRL "
             "labels the tool turns inside completions too. Re-export with `output.tokenizer` set to mask them."
         )
     else:
@@ -133,7 +134,7 @@ def dataset_card(
     manifests: Sequence[Mapping[str, Any]],
     meta: Mapping[str, Any],
 ) -> str:
-    """Markdown dataset card: stage table with drop reasons, difficulty and length distributions."""
+    """Markdown dataset card: what is learned by row kind, stage table with drop reasons, difficulty and lengths."""
     rows = table.to_pylist()
     parts = [
         f"# {name}",

@@ -32,6 +32,7 @@ from mathforge.records import (
 )
 from mathforge.store import Stage, StageResult, StageSummary, fingerprint, read_output, run_stage
 from mathforge.synthesis.dart import run_dart
+from mathforge.synthesis.template_solutions import SolutionRowsResult, solution_samples
 from mathforge.verify import VerifierPool, verifier_name
 
 log = logging.getLogger("mathforge")
@@ -125,7 +126,8 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     With `templates.emit_solutions` it also writes `solutions`: Sample rows
     whose response is an instance's rendered solution (verified, strategy
     'template-solution'); instances not used are `rejected` rows of stage
-    'template_solution', counted as `solutions_*` (they are not problem drops).
+    'template_solution', counted in the manifest's 'solutions' step (they are
+    not problem drops).
     """
     from mathforge.records import REJECTED_SCHEMA, TEMPLATE_SCHEMA
     from mathforge.sandbox import SandboxPool
@@ -141,7 +143,7 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     if section.emit_solutions:
         stage_config += [config.output.prompt, tokenizer_model]
 
-    def work(stage: Stage) -> StageSummary:
+    def work(stage: Stage) -> tuple[StageSummary, dict]:
         seeds = read_problems(seeds_result)
         templates = load_authored_templates(Path(section.authored_dir), ids=section.templates)
         rejected = []
@@ -169,12 +171,14 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
             "data": to_table(problems, PROBLEM_SCHEMA),
             "templates": to_table(templates, TEMPLATE_SCHEMA),
         }
-        solution_rejected = []
+        solution_rejected, steps = [], []
         if section.emit_solutions:
             made_rows = _template_solution_rows(config, problems, tokenizer_model)
             outputs["solutions"] = to_table(made_rows.samples, SAMPLE_SCHEMA)
             solution_rejected = made_rows.rejected
-            counts.update({f"solutions_{k}": v for k, v in made_rows.counts.items()})
+            drops = {k: v for k, v in made_rows.counts.items() if k != "kept"}
+            # A step of its own in the card: problems in, SFT rows out (not problem drops).
+            steps.append({"step": "solutions", "rows_in": len(problems), "rows_out": len(made_rows.samples), "drop_reasons": drops})
         outputs["rejected"] = to_table(rejected + solution_rejected, REJECTED_SCHEMA)
         stage.write_shard(0, outputs)
         summary = StageSummary(rows_in=len(problems) + len(rejected), rows_out=len(problems))
@@ -182,15 +186,13 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
         summary.counts.update({k: v for k, v in counts.items() if isinstance(v, (int, float))})
         summary.counts["templates"] = len(templates)
         log.info("templates: %d templates, %d problems, %d rejected", len(templates), len(problems), len(rejected))
-        return summary
+        return summary, {"steps": steps}
 
     return run_stage(run_dir(config), "templates", stage_config, [seeds_result], work)
 
 
-def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None):
+def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None) -> SolutionRowsResult:
     """Verified template-solution Samples of `problems` (synthesis.template_solutions)."""
-    from mathforge.synthesis.template_solutions import solution_samples
-
     options = {}
     if tokenizer_model is not None:
         from mathforge.conversation import load_tokenizer
@@ -419,12 +421,10 @@ def export_stage(
     """
     from mathforge.export import export_dataset
     from mathforge.generation.embedded import model_checksum
-    from mathforge.synthesis.self_correction import SOLVE_PROMPTS, STRATEGIES
+    from mathforge.synthesis.self_correction import prompt_by_strategy
 
     version = fingerprint([config.output, [r.fingerprint for r in upstream], [r.fingerprint for r, _ in sources]])
     export_dir = Path(config.output.export_dir)
-    prompt_by_strategy = {STRATEGIES[mode]: name for mode, name in SOLVE_PROMPTS.items()}
-    prompt_by_strategy[STRATEGIES["correction"]] = config.self_correction.attempt_prompt
 
     def work(stage: Stage) -> tuple[StageSummary, dict]:
         samples = read_sources(sources, include_surplus=config.output.include_surplus)
@@ -447,7 +447,7 @@ def export_stage(
             version=version,
             prompt=config.output.prompt,
             system_prompt=config.output.system_prompt,
-            prompt_by_strategy=prompt_by_strategy,
+            prompt_by_strategy=prompt_by_strategy(config.self_correction.attempt_prompt),
             query_info=info,
             manifests=[r.manifest for r in upstream],
             meta=meta,

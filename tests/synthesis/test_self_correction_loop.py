@@ -286,6 +286,13 @@ def test_advance_decides_from_the_text_and_the_budgets():
     assert advance(trace, Completion("cut", 50, "length", None), config, use_code=False) is None
     assert trace.end == "truncated"
 
+    # Regression (the demo's CoSC stage crashed asking for max_tokens=0): a plain fence that spends
+    # exactly the last of the trace's budget ends it instead of resuming with nothing left.
+    trace = fresh()
+    trace.n_tokens = 57
+    assert advance(trace, Completion("a table\n```\n", 3, "stop", "```\n"), config, use_code=True) is None
+    assert trace.end == "truncated"
+
 
 def test_closed_python_block_only_matches_a_block_at_the_end():
     assert closed_python_block("x\n```python\nprint(1)\n```\n") == "print(1)\n"

@@ -89,6 +89,16 @@ STRATEGIES: dict[str, str] = {"correction": "self-correction", "tool": "tool-int
 SOLVE_PROMPTS: dict[str, str] = {"tool": "solve_with_code", "cosc": "cosc_verify"}
 
 
+def prompt_by_strategy(attempt_prompt: str) -> dict[str, str]:
+    """The prompt template of each trace strategy's first user turn (the export renders rows with it).
+
+    `attempt_prompt`: the prompt correction attempts answered (`SelfCorrectionConfig.attempt_prompt`).
+    """
+    chosen = {STRATEGIES[mode]: name for mode, name in SOLVE_PROMPTS.items()}
+    chosen[STRATEGIES["correction"]] = attempt_prompt
+    return chosen
+
+
 class SelfCorrectionConfig(ToolLoopConfig):
     """Self-correction and tool-integrated traces (the loop's limits are inherited from ToolLoopConfig)."""
 

@@ -259,6 +259,8 @@ def advance(trace: Trace, completion: Completion, config: ToolLoopConfig, *, use
     if code is None:
         if completion.stop_reason not in STOP_STRINGS:
             trace.end = "answered"
+        elif trace.n_tokens >= config.max_total_tokens:
+            trace.end = "truncated"  # a plain fence closed with no budget left to go on
         return None
     if len(trace.cells) >= config.max_rounds:
         trace.end = "max_rounds_exceeded"
