@@ -19,7 +19,7 @@ Prints `set=... acc_base=... acc_tuned=... delta=...` per set with Wilson
 intervals, then the train time; the last line is for the held-out template set:
 `delta=... acc_base=... acc_tuned=... train_s=...`.
 
-Run: .venv/bin/python benchmarks/closed_loop.py [--train-per-template 8 --heldout-per-template 4 --batch-size 2]
+Run: .venv/bin/python benchmarks/closed_loop.py [--train-per-template 8 --heldout-per-template 4 --train-layers 10]
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--heldout-per-template", type=int, default=4, help="Held-out instances per template.")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=2, help="Small batches: more updates per CPU second.")
-    parser.add_argument("--learning-rate", type=float, default=4e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="Training precision.")
     parser.add_argument(
         "--train-layers", type=int, default=10, help="Train only the top n decoder layers (CPU budget); 0: all."
