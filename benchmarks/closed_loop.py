@@ -129,7 +129,7 @@ def train_model(rows: Path, output_dir: Path, args: argparse.Namespace):
         precision=args.precision,
         train_layers=args.train_layers or None,
         seed=args.seed,
-        logging_steps=5,
+        logging_steps=1,
     )
     return train(config)
 

@@ -130,7 +130,7 @@ def main() -> None:
             print(
                 f"method={method} seed={seed} rows={chosen.num_rows} templates={per_template} "
                 f"acc={metric.value:.3f} [{metric.low:.3f}, {metric.high:.3f}] select_s={select_s:.0f} "
-                f"train_s={trained.train_s:.0f} final_loss={trained.final_loss:.3f}",
+                f"train_s={trained.train_s:.0f} final_loss={trained.final_loss}",
                 flush=True,
             )
     log("done", started)
