@@ -12,7 +12,7 @@ or around a circle.
 
 1. foundation: mathforge, mathforge.records, mathforge.section, mathforge.config_files, mathforge.store, mathforge.progress
 2. engines: mathforge.generation.*, mathforge.verify.*, mathforge.sandbox.*, mathforge.prompts
-3. stages: mathforge.ingest, mathforge.conversation, mathforge.benchmark_sets, mathforge.synthesis.*, mathforge.curate.*, mathforge.select.*, mathforge.scale
+3. stages: mathforge.ingest, mathforge.conversation, mathforge.benchmark_sets, mathforge.evaluate, mathforge.finetune, mathforge.synthesis.*, mathforge.curate.*, mathforge.select.*, mathforge.scale
 4. assembly: mathforge.config, mathforge.export, mathforge.report, mathforge.inspect
 5. pipeline: mathforge.pipeline.*, mathforge.incremental
 6. flows: flows.*

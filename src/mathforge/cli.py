@@ -181,6 +181,51 @@ def decontaminate(
     console.print(f"wrote {out} in {time.perf_counter() - started:.1f} s")
 
 
+@app.command()
+def evaluate(
+    config: Path = typer.Argument(..., help="Evaluation config (YAML), e.g. configs/eval_gsm8k.yaml."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Evaluate a model on benchmarks: run the evaluate Prefect flow on CONFIG, print the report."""
+    from mathforge.benchmark_sets import BenchmarkSetError
+    from mathforge.config import ConfigError
+    from mathforge.evaluate import load_benchmarks, load_evaluate_config
+
+    _logging(verbose)
+    try:
+        load_benchmarks(load_evaluate_config(config))  # fail fast, before Prefect or a model starts
+    except (ConfigError, BenchmarkSetError) as error:
+        console.print(f"[red]config error[/red]\n{error}")
+        raise typer.Exit(2)
+    sys.path.insert(0, str(_repo_root()))
+    from flows.evaluate import evaluate as evaluate_flow
+
+    results = evaluate_flow(str(config))
+    report = Path(results[0].results_path).parents[1] / "report.md"
+    console.print(report.read_text())
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Training config (YAML), e.g. configs/train_sft.yaml."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fine-tune a model on an export with TRL's SFTTrainer; save a directory vLLM and `evaluate` load."""
+    from mathforge.config import ConfigError
+    from mathforge.finetune import load_train_config, train as run_training
+
+    _logging(verbose)
+    try:
+        result = run_training(load_train_config(config))
+    except ConfigError as error:
+        console.print(f"[red]config error[/red]\n{error}")
+        raise typer.Exit(2)
+    console.print(
+        f"trained {result.n_steps} steps on {result.n_rows} rows in {result.train_s:.0f} s "
+        f"(bf16={result.bf16}, final loss {result.final_loss}); model in {result.model_dir}"
+    )
+
+
 def _print_stages(manifests: list[dict]) -> None:
     table = Table(title="stages")
     for column in ("stage", "status", "rows in", "rows out", "drops by reason", "wall s"):

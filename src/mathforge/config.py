@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 
-from mathforge.config_files import ConfigError, read_yaml_mapping, validation_message
+from mathforge.config_files import ConfigError, load_config_file, read_yaml_mapping, validation_message
 from mathforge.section import Section
 
 
@@ -124,18 +124,4 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
 
     `overrides` is a nested dict merged over the file (e.g. {"run": {"name": "x"}}).
     """
-    data = _merge(read_yaml_mapping(path), overrides or {})
-    try:
-        return build_config(data)
-    except ValidationError as error:
-        raise ConfigError(validation_message(Path(path), error)) from None
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    return load_config_file(path, build_config, overrides)
