@@ -165,7 +165,7 @@ def train(config: TrainConfig) -> TrainResult:
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer  # the `train` extra
 
     rows = load_rows(config)
     base = str(prepare_model(config.model))
