@@ -19,12 +19,17 @@ Prints `set=... acc_base=... acc_tuned=... delta=...` per set with Wilson
 intervals, then the train time; the last line is for the held-out template set:
 `delta=... acc_base=... acc_tuned=... train_s=...`.
 
-Measured here (2 cores shared with about six other jobs, load 15-45): 12 templates, 96 training
-rows, 48 held-out instances; 12 steps of 8 rows on the top 10 layers in bf16 took 903 s, the whole
-script 1,653 s (base evaluation 540 s of it, cached for later runs). Held-out accuracy 0.021 -> 0.000,
-grade-school seeds 0.000 -> 0.040: the bar (delta >= 0.30) is NOT met at this budget. The tuned
-model took up the solution format (short stepwise answers ending in \boxed{}) but not the
-templates' reasoning; more updates on the whole model are the next thing to try on a quieter machine.
+Measured here (2 cores shared with other jobs), 12 templates, 96 training rows, 48 held-out
+instances, base held-out accuracy 0.021, seeds 0.000 (base answers cached after the first run):
+- 12 steps of 8 rows, top 10 layers, bf16: train 903 s, whole script 1,653 s (load 15-45);
+  held-out 0.000 (delta -0.021), seeds 0.040.
+- 3 epochs (36 steps of 8 rows), top 15 layers, lr 3e-4, 200 new tokens: train 966 s, whole script
+  1,107 s (load 2-5); held-out 0.083 [0.033, 0.196] (delta +0.062), seeds 0.000; loss 1.46 -> 0.05.
+The bar (delta >= 0.30) is NOT met at these CPU budgets. The tuned model writes each template's
+solution steps exactly but gets the arithmetic inside them wrong ("900 x 1 / 3 = 400"): the 135M
+model's arithmetic, not the data format, is the limit seen here. The second run's options:
+--train-per-template 8 --heldout-per-template 4 --epochs 3 --batch-size 8 --learning-rate 3e-4
+--train-layers 15 --max-tokens 200
 
 Run: .venv/bin/python benchmarks/closed_loop.py [--train-per-template 8 --heldout-per-template 4 --train-layers 10]
 """
