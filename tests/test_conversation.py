@@ -75,7 +75,7 @@ def test_a_malformed_trace_is_an_error_naming_the_row(trace, message):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from mathforge.conversation import load_tokenizer
+    from mathforge.generation.embedded import load_tokenizer
     from mathforge.generation.embedded import ModelNotAvailable
 
     try:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Literal, Mapping
 
 from mathforge import prompts
@@ -193,13 +192,3 @@ def tokenize_conversation(tokenizer: Any, conversation: Conversation) -> Tokeniz
         begin = _common_prefix(before, input_ids)
         mask[begin:end] = [0] * (end - begin)
     return TokenizedConversation(input_ids=input_ids, completion_mask=mask)
-
-
-@lru_cache(maxsize=4)
-def load_tokenizer(model: str) -> Any:
-    """The tokenizer (with its chat template) of `model`: 'embedded:<name>', a local directory or a hub id."""
-    from transformers import AutoTokenizer
-
-    from mathforge.generation.embedded import prepare_model
-
-    return AutoTokenizer.from_pretrained(str(prepare_model(model)))

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mathforge import __version__
-from mathforge.conversation import TRAIN_ON, load_tokenizer, row_conversation, row_kind, tokenize_conversation
+from mathforge.conversation import TRAIN_ON, row_conversation, row_kind, tokenize_conversation
+from mathforge.generation.embedded import load_tokenizer
 from mathforge.records import SFT_SCHEMA, TOKENIZED_SFT_SCHEMA, conform
 from mathforge.store import package_versions, write_json_atomic
 

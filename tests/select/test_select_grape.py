@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mathforge.conversation import load_tokenizer, row_conversation, tokenize_conversation
+from mathforge.conversation import row_conversation, tokenize_conversation
+from mathforge.generation.embedded import load_tokenizer
 from mathforge.generation.base import LogLikelihood, MaskedTokens, check_masked_tokens
 from mathforge.generation.embedded import DEFAULT_MODEL
 from mathforge.generation.scripted import ScriptedGenerator

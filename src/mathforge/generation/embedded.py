@@ -19,7 +19,9 @@ import logging
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {
@@ -150,3 +152,11 @@ def model_checksum(model: str) -> str | None:
         return None
     record = read_checksum(model_dir(model[len(EMBEDDED_PREFIX) :]))
     return record["weights_sha256"] if record else None
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(model: str) -> Any:
+    """The tokenizer (with its chat template) of `model`: 'embedded:<name>', a local directory or a hub id; cached."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(prepare_model(model)))

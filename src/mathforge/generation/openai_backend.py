@@ -37,6 +37,7 @@ from mathforge.generation.base import (
     check_masked_tokens,
     sum_masked,
 )
+from mathforge.generation.embedded import load_tokenizer
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -83,7 +84,6 @@ class OpenAIGenerator:
         self.server = server
         self.usage = TokenUsage()
         self.served_model = server.served_model or model
-        self._tokenizer: Any = None
         self._headers = {}
         if server.api_key_env:
             key = os.environ.get(server.api_key_env)
@@ -108,13 +108,7 @@ class OpenAIGenerator:
     @property
     def tokenizer(self) -> Any:
         """The served model's tokenizer, loaded once from the local model directory (`model`)."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            from mathforge.generation.embedded import prepare_model
-
-            self._tokenizer = AutoTokenizer.from_pretrained(prepare_model(self.model_id))
-        return self._tokenizer
+        return load_tokenizer(self.model_id)
 
     def score_tokens(self, sequences: Sequence[MaskedTokens]) -> list[LogLikelihood]:
         """Sum each sequence's masked-token log-probabilities (nats) from the server's `prompt_logprobs`."""

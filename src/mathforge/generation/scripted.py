@@ -36,7 +36,7 @@ from mathforge.generation.base import (
     TokenUsage,
     check_masked_tokens,
 )
-from mathforge.generation.embedded import DEFAULT_MODEL
+from mathforge.generation.embedded import DEFAULT_MODEL, load_tokenizer
 
 #: (prompt text, completion index, params) -> reply text, or None to decline.
 Script = Callable[[str, int, GenerationParams], "str | None"]
@@ -117,7 +117,6 @@ class ScriptedGenerator:
         self.model_id = model_id
         self.latency_s = latency_s
         self.tokenizer_model = tokenizer_model
-        self._tokenizer: Any = None
         self.usage = TokenUsage()
 
     def rate_for(self, problem_id: str) -> float:
@@ -210,13 +209,7 @@ class ScriptedGenerator:
     @property
     def tokenizer(self) -> Any:
         """The tokenizer of `tokenizer_model`, loaded on first use."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            from mathforge.generation.embedded import prepare_model
-
-            self._tokenizer = AutoTokenizer.from_pretrained(prepare_model(self.tokenizer_model))
-        return self._tokenizer
+        return load_tokenizer(self.tokenizer_model)
 
     def score_tokens(self, sequences: Sequence[MaskedTokens]) -> list[LogLikelihood]:
         """Deterministic pseudo log-probabilities in [-3, -0.1] nats per masked token, each a hash of its prefix."""

@@ -169,7 +169,7 @@ def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokeni
     """Verified template-solution Samples of `problems` (synthesis.template_solutions)."""
     options = {}
     if tokenizer_model is not None:
-        from mathforge.conversation import load_tokenizer
+        from mathforge.generation.embedded import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer_model)
         options["count_tokens"] = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
