@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from mathforge.generation.scripted import planted_references
-from mathforge.records import SAMPLE_SCHEMA, Problem, to_table
-from mathforge.synthesis.dart import DartConfig, run_dart
+from mathforge.synthesis.audit_scenario import planted_scenario
 from mathforge.synthesis.reference_audit import ReferenceAuditConfig, audit_references
-from mathforge.verify import compare_answers, verify_answer
+from mathforge.verify import compare_answers
 
 SHARES = (0.5, 0.55, 0.6, 0.7)
 
@@ -34,18 +32,7 @@ def main() -> None:
     pooled = {share: [0, 0, 0] for share in SHARES}  # true positives, flagged, planted
     started = time.perf_counter()
     for seed in range(args.seeds):
-        rows, generator, planted = planted_references(args.problems, seed=seed)
-        problems = [Problem(problem_id=pid, problem=text, answer=reference, source="t") for pid, text, reference in rows]
-        rounds = []
-        run_dart(
-            problems,
-            generator,
-            lambda pairs: [verify_answer(r, s) for r, s in pairs],
-            DartConfig(k_uniform=4, n_max=32),
-            prompt_fn=lambda p: p.problem,
-            on_round=lambda index, samples: rounds.append(samples),
-        )
-        trials = to_table([s for r in rounds for s in r], SAMPLE_SCHEMA)
+        problems, trials, planted, _ = planted_scenario(args.problems, seed=seed)
         for share in SHARES:
             config = default.model_copy(update={"min_majority_share": share})
             result = audit_references(problems, trials, config, compare_many=lambda pairs: [compare_answers(a, b) for a, b in pairs])

@@ -10,16 +10,15 @@ import pytest
 
 from mathforge.export import suspect_reference_section
 from mathforge.inspect import load_run
-from mathforge.generation.scripted import planted_references
-from mathforge.records import SAMPLE_SCHEMA, Problem, to_table
-from mathforge.synthesis.dart import DartConfig, run_dart
+from mathforge.records import Problem
+from mathforge.synthesis.audit_scenario import planted_scenario
 from mathforge.synthesis.reference_audit import (
     ReferenceAuditConfig,
     audit_references,
     quarantined_problem_ids,
     suspect_entries,
 )
-from mathforge.verify import compare_answers, verify_answer
+from mathforge.verify import compare_answers
 
 
 def compare_many(pairs):
@@ -71,25 +70,8 @@ def test_quarantine_policy_marks_suspects_only():
     assert quarantined_problem_ids(suspect_entries(result.rows)) == {"bad"}
 
 
-def planted_run(n_problems: int, seed: int):
-    """DART over `planted_references` (every tenth reference wrong); returns (problems, trials, planted, truth)."""
-    rows, generator, planted = planted_references(n_problems, seed=seed)
-    problems = [Problem(problem_id=pid, problem=text, answer=reference, source="t") for pid, text, reference in rows]
-    rounds = []
-    run_dart(
-        problems,
-        generator,
-        lambda pairs: [verify_answer(r, s) for r, s in pairs],
-        DartConfig(k_uniform=4, n_max=32),
-        prompt_fn=lambda p: p.problem,
-        on_round=lambda index, samples: rounds.append(samples),
-    )
-    truth = {p.problem_id: p.answer for p in generator.problems}
-    return problems, to_table([s for r in rounds for s in r], SAMPLE_SCHEMA), planted, truth
-
-
 def test_planted_wrong_references_are_found_and_carded():
-    problems, table, planted, truth = planted_run(200, seed=7)
+    problems, table, planted, truth = planted_scenario(200, seed=7)
     result = audit_references(problems, table, ReferenceAuditConfig(), compare_many=compare_many)
     flagged = {row.problem_id for row in result.suspects}
     recall, precision = len(flagged & planted) / len(planted), len(flagged & planted) / len(flagged)

@@ -178,3 +178,4 @@ def suspect_entries(rows: Sequence[ReferenceAudit]) -> list[dict[str, Any]]:
 def quarantined_problem_ids(entries: Sequence[dict[str, Any]]) -> set[str]:
     """Problem ids whose rows must not be exported, from `suspect_entries`' output."""
     return {entry["problem_id"] for entry in entries if entry["is_quarantined"]}
+
