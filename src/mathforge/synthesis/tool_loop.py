@@ -23,7 +23,10 @@ Continuing a partial assistant message needs a raw-text prompt: the rendered
 chat prefix (chat template plus generation prompt) followed by the text so far.
 `render` makes that prefix; by default the generator's own `render` (the vLLM
 backend has one), else a plain newline join of the messages (enough for the
-scripted generator, whose scripts read the flattened text).
+scripted generator, whose scripts read the flattened text). With
+`outputs_as_turns` the outputs so far are rendered as `tool` messages instead
+of fenced text inside the assistant message: the layout of an exported row
+(`mathforge.conversation`), which a model fine-tuned on the export expects.
 
 What differs from ToRA and DotaMath:
 - They stop on "```output", which a model trained on the format writes after
@@ -168,6 +171,26 @@ def join_messages(messages: list[ChatMessage]) -> str:
     return "\n".join(message["content"] for message in messages) + "\n"
 
 
+def loop_prompt(render: Render, messages: list[ChatMessage], text: str, *, outputs_as_turns: bool) -> str:
+    """The raw text the model continues: the rendered messages, then the trace so far.
+
+    With `outputs_as_turns`, the trace up to its last output block becomes
+    assistant and `tool` messages (rendered with the chat template, ending in
+    the generation prompt of the next assistant turn) and only the text after
+    it is appended raw.
+
+    >>> loop_prompt(join_messages, [{"role": "user", "content": "Q"}], "```python\\nprint(2)\\n```\\n```output\\n2\\n```\\nSo", outputs_as_turns=True)
+    'Q\\n```python\\nprint(2)\\n```\\n\\n2\\nSo'
+    """
+    last = None
+    if outputs_as_turns:
+        for last in _OUTPUT_BLOCK.finditer(text):
+            pass
+    if last is None:
+        return render(messages) + text
+    return render([*messages, *to_turns(text[: last.end()])]) + text[last.end() :]
+
+
 def closed_python_block(segment: str) -> str | None:
     """Return the code of the python block `segment` ends with, or None if it does not end with one.
 
@@ -285,6 +308,7 @@ def generate_traces(
     config: ToolLoopConfig,
     use_code: bool = True,
     render: Render | None = None,
+    outputs_as_turns: bool = False,
 ) -> tuple[list[Trace], dict[str, int]]:
     """Generate one trace per task, running the model's code in the sandbox; return them in input order.
 
@@ -292,7 +316,9 @@ def generate_traces(
     in one `generate` call, then runs the cells they asked for in parallel.
     A call's `max_tokens` is the largest remaining budget among the active
     traces; a trace whose completion exceeds its own budget counts as
-    truncated, exactly as if it had been cut there.
+    truncated, exactly as if it had been cut there. `outputs_as_turns`
+    shows the outputs to the model as `tool` messages (see `loop_prompt`);
+    the traces' text keeps the fenced format either way.
 
     Returns the traces and loop statistics: generate_calls, prompts_sent,
     completion_tokens, cells_run and cells_<status>.
@@ -311,7 +337,10 @@ def generate_traces(
                 active[index] = (trace, CellRunner(pool, config) if use_code else None)
             running = list(active.values())
             budget = max(min(config.max_tokens_per_round, config.max_total_tokens - t.n_tokens) for t, _ in running)
-            prompts = [render(list(trace.task.messages)) + trace.text for trace, _ in running]
+            prompts = [
+                loop_prompt(render, list(trace.task.messages), trace.text, outputs_as_turns=outputs_as_turns)
+                for trace, _ in running
+            ]
             outputs = generator.generate(prompts, config.params(max_tokens=budget, use_code=use_code))
             stats["generate_calls"] += 1
             stats["prompts_sent"] += len(prompts)
