@@ -119,3 +119,22 @@ def test_without_tool_turns_the_mask_is_trls_prompt_completion_mask(tokenizer):
 
     assert tokens.input_ids == list(whole)
     assert tokens.completion_mask == [0] * start + [1] * (len(whole) - start)
+
+
+def test_template_code_rows_ask_for_code_and_the_tool_loop_shows_what_training_saw(tokenizer):
+    from mathforge.synthesis.tool_loop import loop_prompt, output_block, to_turns
+
+    shown = CODE + output_block("42")
+    text = shown + "The answer is \\boxed{42}."
+    conversation = contract(row("template-code", text, to_turns(text)))
+    assert row_kind("template-code") == "tool"
+    assert conversation.prompt[-1]["content"] == prompts.render("solve_with_code", problem="What is 6 times 7?")
+    tokens = tokenize_conversation(tokenizer, conversation)
+    last_learned = max(i for i, (m, prev) in enumerate(zip(tokens.completion_mask, [0, *tokens.completion_mask])) if m and not prev)
+
+    def render(messages):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    # Evaluating with tools, the model continues from exactly the text it learned its final turn after.
+    assert loop_prompt(render, conversation.prompt, shown, outputs_as_turns=True) == tokenizer.decode(tokens.input_ids[:last_learned])
+    assert tokenizer.decode(tokens.input_ids[last_learned:]) == "The answer is \\boxed{42}.<|im_end|>\n"

@@ -14,8 +14,11 @@ Row kinds (from the row's `strategy`) and their contract:
 | cot | 'dart-*', 'generate', ... | [system], user (the prompt the row was sampled with) | the assistant's solution |
 | template-solution | 'template-solution' | [system], user (`output.prompt`) | the template's rendered solution, answer computed by its program |
 | correction | 'self-correction' | [system], user, the model's wrong attempt (assistant), the verifier's feedback (user) | the corrected solution: assistant turns, sandbox outputs as `tool` turns |
-| tool | 'tool-integrated' | [system], user | assistant turns (reasoning, code, final answer) with sandbox outputs as `tool` turns |
+| tool | 'tool-integrated', 'template-code' | [system], user | assistant turns (reasoning, code, final answer) with sandbox outputs as `tool` turns |
 | cosc | 'cosc' | [system], user | one intrinsic self-correcting answer: programs, `tool` outputs, verifications, conclusion |
+
+Template code rows ('template-code') always open with `CODE_PROMPT`, the
+prompt that asks for code, whatever the export's default prompt is.
 
 A trace (`trace_json`) is split after its last user turn: everything before is
 context. Sandbox outputs are always `tool` messages, never assistant text: a
@@ -45,9 +48,15 @@ RowKind = Literal["cot", "template-solution", "correction", "tool", "cosc"]
 #: Strategy of template-solution rows (template instances whose rendered solution is the response).
 TEMPLATE_SOLUTION_STRATEGY = "template-solution"
 
+#: Strategy of template code rows (an instance's program, its sandbox output, the answer: synthesis.template_solutions).
+TEMPLATE_CODE_STRATEGY = "template-code"
+#: The user turn of template code rows: a prompt that asks for code.
+CODE_PROMPT = "solve_with_code"
+
 #: Row kind of each strategy that is not plain chain of thought.
 ROW_KINDS: dict[str, RowKind] = {
     TEMPLATE_SOLUTION_STRATEGY: "template-solution",
+    TEMPLATE_CODE_STRATEGY: "tool",
     "self-correction": "correction",
     "tool-integrated": "tool",
     "cosc": "cosc",
@@ -107,7 +116,8 @@ def row_conversation(
     """The contract of one exported row (reads problem, response, strategy, trace_json, sample_id).
 
     The first user turn renders the prompt template the row's strategy was
-    generated with (`prompt_by_strategy`, else `default_prompt`). A row with
+    generated with (`prompt_by_strategy`, else `CODE_PROMPT` for template
+    code rows, else `default_prompt`). A row with
     a `trace_json` (a JSON list of {role, content} after that user turn)
     learns the turns after its last user turn; the turns up to it (a wrong
     attempt, the verifier's feedback) join the prompt. Other rows learn
@@ -115,7 +125,8 @@ def row_conversation(
     malformed trace.
     """
     head: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    template = prompt_by_strategy.get(row["strategy"], default_prompt)
+    fixed = {TEMPLATE_CODE_STRATEGY: CODE_PROMPT}
+    template = prompt_by_strategy.get(row["strategy"]) or fixed.get(row["strategy"], default_prompt)
     head.append({"role": "user", "content": prompts.render(template, problem=row["problem"])})
     if not row.get("trace_json"):
         return Conversation(prompt=head, completion=[{"role": "assistant", "content": row["response"]}])

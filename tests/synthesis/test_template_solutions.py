@@ -1,5 +1,6 @@
 """Template instances as SFT rows: every authored template's solutions verify; bad ones are dropped with reasons."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,43 @@ def test_solutions_that_do_not_end_with_the_verified_boxed_answer_are_dropped(in
     }
     assert verify_answer(good.answer + "1", good.solution).is_correct is False
     assert result.counts["kept"] == 1 and sum(result.counts.values()) == len(problems)
+
+
+def test_every_authored_instance_becomes_a_code_row_with_its_real_output(instances):
+    from mathforge.conversation import row_kind
+    from mathforge.synthesis.template_solutions import code_samples, code_solution
+
+    with SandboxPool(SandboxConfig(n_workers=1)) as pool:
+        result = code_samples(instances, pool=pool, verify_many=verify_many, verifier="v")
+        reruns = pool.run_many([code_solution(p) for p in instances])
+
+    assert result.counts == {"kept": len(instances)}
+    for problem, sample, rerun in zip(instances, result.samples, reruns):
+        code, tool, final = json.loads(sample.trace_json)
+        assert (code["role"], tool["role"], final["role"]) == ("assistant", "tool", "assistant")
+        assert code["content"] == f"```python\n{code_solution(problem)}```\n" and problem.program in code["content"]
+        assert tool["content"] == rerun.stdout.strip() and verify_answer(problem.answer, rerun.stdout).is_correct
+        assert final["content"] == f"The answer is \\boxed{{{tool['content']}}}."
+        assert (sample.strategy, row_kind(sample.strategy), sample.verdict) == ("template-code", "tool", "correct")
+    assert len({s.sample_id for s in result.samples}) == len(instances)
+
+
+def test_code_rows_drop_instances_without_a_program_or_whose_program_fails(instances):
+    from mathforge.synthesis.template_solutions import code_samples
+
+    good = instances[0]
+    signature = good.program.split("def solve(", 1)[1].split(")", 1)[0]
+    problems = [
+        good,
+        good.model_copy(update={"problem_id": "none", "program": None}),
+        good.model_copy(update={"problem_id": "raises", "program": f"def solve({signature}):\n    raise ValueError('no')\n"}),
+        good.model_copy(update={"problem_id": "wrong", "answer": good.answer + "1"}),
+    ]
+
+    with SandboxPool(SandboxConfig(n_workers=1)) as pool:
+        result = code_samples(problems, pool=pool, verify_many=verify_many)
+
+    assert [s.problem_id for s in result.samples] == [good.problem_id]
+    reasons = {r.row_id: r.reason for r in result.rejected}
+    assert reasons == {"none": "no_program", "raises": "program_failed", "wrong": "numeric_mismatch"}
+    assert "ValueError: no" in next(r.detail for r in result.rejected if r.row_id == "raises")
