@@ -8,6 +8,7 @@ leak a benchmark item are dropped by `_check_problems` and written to `rejected`
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,7 +27,7 @@ from mathforge.pipeline.common import (
 from mathforge.progress import stage_label
 from mathforge.records import PROBLEM_SCHEMA, QUARANTINE_SCHEMA, SAMPLE_SCHEMA, Problem, to_table
 from mathforge.store import Stage, StageResult, StageSummary, run_stage
-from mathforge.synthesis.template_solutions import SolutionRowsResult, solution_samples
+from mathforge.synthesis.template_solutions import SolutionRowsResult, code_samples, solution_samples
 from mathforge.verify import VerifierPool, verifier_name
 
 log = logging.getLogger("mathforge")
@@ -92,8 +93,9 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
     used) and `rejected` (templates, instances and paraphrases dropped, with reasons, and, when the
     build decontaminates synthesized problems, those that leak a benchmark item).
     With `templates.emit_solutions` it also writes `solutions`: Sample rows
-    whose response is an instance's rendered solution (verified, strategy
-    'template-solution') of the problems kept; instances not used are
+    of the problems kept, per `templates.solution_forms`, whose response is an
+    instance's rendered solution (strategy 'template-solution') or its code
+    solution run in the sandbox (strategy 'template-code'), all verified; instances not used are
     `rejected` rows of stage 'template_solution', counted in the manifest's
     'solutions' step (they are not problem drops).
     """
@@ -151,8 +153,9 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
             outputs["solutions"] = to_table(made_rows.samples, SAMPLE_SCHEMA)
             solution_rejected = made_rows.rejected
             drops = {k: v for k, v in made_rows.counts.items() if k != "kept"}
-            # A step of its own in the card: problems in, SFT rows out (not problem drops).
-            steps.append({"step": "solutions", "rows_in": len(problems), "rows_out": len(made_rows.samples), "drop_reasons": drops})
+            # A step of its own in the card: one candidate row per problem and form in, SFT rows out (not problem drops).
+            rows_in = len(problems) * len(section.solution_forms)
+            steps.append({"step": "solutions", "rows_in": rows_in, "rows_out": len(made_rows.samples), "drop_reasons": drops})
         outputs["rejected"] = pa.concat_tables([to_table(rejected + solution_rejected, REJECTED_SCHEMA), leaked])
         stage.write_shard(0, outputs)
         summary.rows_out = len(problems)
@@ -166,18 +169,26 @@ def template_stage(config: BuildConfig, seeds_result: StageResult) -> StageResul
 
 
 def _template_solution_rows(config: BuildConfig, problems: list[Problem], tokenizer_model: str | None) -> SolutionRowsResult:
-    """Verified template-solution Samples of `problems` (synthesis.template_solutions)."""
-    options = {}
+    """Verified template Samples of `problems` in each of `templates.solution_forms` (synthesis.template_solutions)."""
+    from mathforge.sandbox import SandboxPool
+
+    options: dict = {"verifier": verifier_name(config.verification)}
     if tokenizer_model is not None:
         from mathforge.generation.embedded import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer_model)
         options["count_tokens"] = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    made = []
     with VerifierPool(config.verification) as pool:
-        return solution_samples(
-            problems,
-            verify_many=pool.verify_many,
-            prompt=config.output.prompt,
-            verifier=verifier_name(config.verification),
-            **options,
-        )
+        options["verify_many"] = pool.verify_many
+        if "text" in config.templates.solution_forms:
+            made.append(solution_samples(problems, prompt=config.output.prompt, **options))
+        if "code" in config.templates.solution_forms:
+            with SandboxPool(config.sandbox) as sandbox:
+                made.append(code_samples(problems, pool=sandbox, **options))
+    counts: Counter[str] = Counter()
+    for result in made:
+        counts.update(result.counts)
+    return SolutionRowsResult(
+        samples=[s for r in made for s in r.samples], rejected=[x for r in made for x in r.rejected], counts=dict(counts)
+    )

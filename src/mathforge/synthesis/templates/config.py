@@ -7,7 +7,7 @@ and its reason is counted (`count_reasons`); the counts reach the manifest.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Literal, Sequence
 
 from pydantic import Field, model_validator
 
@@ -110,8 +110,14 @@ class TemplateSynthesisConfig(Section):
     paraphrase: ParaphraseConfig = Field(default_factory=ParaphraseConfig, description="Optional paraphrase step.")
     emit_solutions: bool = Field(
         default=False,
-        description="Also write each instance with a rendered solution as an SFT row (output `solutions`, "
-        "strategy 'template-solution'; see synthesis.template_solutions), exported alongside DART rows.",
+        description="Also write SFT rows of the instances (output `solutions`, see synthesis.template_solutions), "
+        "exported alongside DART rows, in the forms of `solution_forms`.",
+    )
+    solution_forms: tuple[Literal["text", "code"], ...] = Field(
+        default=("text",),
+        min_length=1,
+        description="Rows per instance with `emit_solutions`: 'text' (the rendered solution, strategy 'template-solution') "
+        "and/or 'code' (the program, its sandbox output as a tool turn and the answer, strategy 'template-code').",
     )
     seed: int = Field(
         default=0, description="Seed of slot-value sampling (per template: hash of seed and template id)."
