@@ -202,3 +202,49 @@ def test_cli_refuses_a_bad_config_before_starting_anything(tmp_path, text, messa
     path.write_text(text)
     result = CliRunner().invoke(app, ["evaluate", str(path)])
     assert result.exit_code == 2 and message in result.output.replace("\n", "")
+
+
+def test_with_tools_the_models_code_runs_and_its_output_is_shown_as_a_tool_turn(tmp_path, mini, pool):
+    from mathforge.sandbox import SandboxConfig, SandboxPool
+
+    programs = {"mini-01": "print(7 * 8)", "mini-02": "print(2 + 1)"}  # mini-02's reference is 4: a wrong program
+    by_text = {item.problem: item.item_id for item in mini.items}
+    seen = []
+
+    def script(text, index, params):
+        seen.append(text)
+        item_id = next(i for problem, i in by_text.items() if problem in text)
+        if item_id not in programs:
+            return "I cannot solve this."
+        if "Let me compute." not in text:  # the model's first turn
+            return f"Let me compute.\n```python\n{programs[item_id]}\n```\n"
+        return f"The answer is \\boxed{{{text.rstrip().splitlines()[-1]}}}."  # the last line shown: the tool output
+
+    config = _config(tmp_path, sampling={"n": 0}, tools={"max_rounds": 2}, prompt={"name": "solve_with_code"})
+    with SandboxPool(SandboxConfig(n_workers=1)) as sandbox:
+        results = evaluate_items(mini.items, ScriptedGenerator(script=script), pool, config, sandbox)
+
+    assert [r.greedy_verdict for r in results][:2] == ["correct", "incorrect"]
+    assert results[0].greedy_response == "Let me compute.\n```python\nprint(7 * 8)\n```\n```output\n56\n```\nThe answer is \\boxed{56}."
+    assert results[1].greedy_extracted == "3" and results[2].greedy_finish_reason == "stop"
+    # The continuation shows the output as its own (tool) message, not as fenced text inside the assistant's.
+    assert any(text.endswith("print(7 * 8)\n```\n\n56\n") for text in seen) and not any("```output\n56" in text for text in seen)
+    with pytest.raises(ValueError, match="sandbox"):
+        evaluate_items(mini.items, ScriptedGenerator(script=script), pool, config)
+
+
+def test_tool_continuations_on_vllm_are_rendered_with_the_chat_template_without_starting_an_engine(tmp_path, mini):
+    from mathforge.evaluate import open_generator
+    from mathforge.generation.embedded import ModelNotAvailable, load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer("embedded:smollm2-135m-instruct")
+    except ModelNotAvailable as error:
+        pytest.skip(f"embedded model unavailable: {error}")
+    config = _config(tmp_path, generation={"backend": "vllm", "model": "embedded:smollm2-135m-instruct"}, tools={})
+    generator = open_generator(config, mini.items)
+    messages = [{"role": "user", "content": "What is 6 times 7?"}, {"role": "assistant", "content": "```python\nprint(42)\n```\n"}, {"role": "tool", "content": "42"}]
+    # Without it the tool loop would fall back to joining message texts: no chat template at all.
+    assert generator.render(messages) == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert generator.render(messages).endswith("<|im_start|>tool\n42<|im_end|>\n<|im_start|>assistant\n")
+    assert not generator.inner.is_built

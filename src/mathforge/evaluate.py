@@ -25,6 +25,12 @@ Metrics, per benchmark and per subject / level where the benchmark has them:
   per-item scores in [0, 1]) the same formula is applied to the mean, an
   approximation that treats each item as one trial.
 
+With a `tools` section the model may write Python: each response is a
+tool-integrated trace (`synthesis.tool_loop`) whose code runs in the sandbox,
+the outputs shown to the model as `tool` turns, the layout of exported tool
+rows (template code rows, tool-integrated traces); the verifier judges the
+trace's final answer. Sampled traces use seeds `sampling.seed + j`.
+
 Per-item results are `records.EvalResult` rows; `summarize` computes every
 metric from those rows alone, so a report can be rebuilt from the Parquet file.
 """
@@ -56,9 +62,12 @@ from mathforge.generation import (
     prompt_hash,
 )
 from mathforge.generation.cache import CachedGenerator
+from mathforge.generation.base import Completion
 from mathforge.records import EVAL_RESULT_SCHEMA, BenchmarkItem, EvalResult, to_table
+from mathforge.sandbox import SandboxConfig, SandboxPool
 from mathforge.section import Section
 from mathforge.synthesis.dart import wilson_interval
+from mathforge.synthesis.tool_loop import ToolLoopConfig, TraceTask, generate_traces
 from mathforge.verify import VerifierPool, VerifyConfig, verifier_name
 
 
@@ -109,6 +118,12 @@ class EvaluateConfig(Section):
         default=64, ge=1, description="Items per generate call; each finished batch is cached, the unit of resume."
     )
     verification: VerifyConfig = Field(default_factory=VerifyConfig, description="Verifier policy and pool.")
+    tools: ToolLoopConfig | None = Field(
+        default=None,
+        description="Let the model run Python (tool-integrated traces, outputs as tool turns); `max_tokens` is then "
+        "the budget of a whole trace. Its temperature/top_p/seed are replaced by greedy and `sampling`. None: plain text.",
+    )
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Sandbox of the model's code (with `tools`).")
     output_dir: str = Field(default="data/evals/eval", description="Where results, report and generation cache go.")
 
     @model_validator(mode="after")
@@ -196,26 +211,56 @@ def _generate(generator: Generator, prompts: Sequence[Prompt], params: Generatio
     return completions
 
 
+def _generate_with_tools(
+    generator: Generator, prompts: Sequence[Prompt], params: GenerationParams, tools: ToolLoopConfig, sandbox: SandboxPool
+) -> list[list[Completion]]:
+    """`params.n` tool-integrated traces per prompt, each as one Completion (the fenced trace text).
+
+    Trace j of every prompt is generated with seed `params.seed + j`;
+    `params.max_tokens` bounds a whole trace. finish_reason is 'stop' for an
+    answered trace, 'length' for a truncated one, else why the loop cut it.
+    """
+    ends = {"answered": "stop", "truncated": "length"}
+    budget = {"temperature": params.temperature, "top_p": params.top_p, "max_total_tokens": params.max_tokens}
+    budget["max_tokens_per_round"] = min(tools.max_tokens_per_round, params.max_tokens)
+    tasks = [TraceTask(str(index), tuple(prompt)) for index, prompt in enumerate(prompts)]
+    rows: list[list[Completion]] = [[] for _ in prompts]
+    for j in range(params.n):
+        loop = tools.model_copy(update={**budget, "seed": (params.seed or 0) + j})
+        traces, _ = generate_traces(tasks, generator, pool=sandbox, config=loop, outputs_as_turns=True)
+        for row, trace in zip(rows, traces, strict=True):
+            row.append(Completion(text=trace.text, n_tokens=trace.n_tokens, finish_reason=ends.get(trace.end, trace.end)))
+    return rows
+
+
 def evaluate_items(
     items: Sequence[BenchmarkItem],
     generator: Generator,
     pool: VerifierPool,
     config: EvaluateConfig,
+    sandbox: SandboxPool | None = None,
 ) -> list[EvalResult]:
     """Answer and judge every item: greedy (if configured) and `sampling.n` samples.
 
-    Reads the items; returns one EvalResult per item, in input order.
+    Reads the items; returns one EvalResult per item, in input order. With
+    `config.tools`, the model's code runs in `sandbox` (required then).
     """
+    if config.tools is not None and sandbox is None:
+        raise ValueError("evaluation with tools needs a sandbox pool")
     prompts = [evaluation_prompt(item.problem, config.prompt) for item in items]
+
+    def answer(params: GenerationParams) -> list[list[Any]]:
+        if config.tools is None:
+            return _generate(generator, prompts, params, config.batch_size)
+        return _generate_with_tools(generator, prompts, params, config.tools, sandbox)
+
     greedy: list[Any] = [None] * len(items)
     if config.greedy:
-        params = GenerationParams(n=1, temperature=0.0, max_tokens=config.max_tokens)
-        greedy = [row[0] for row in _generate(generator, prompts, params, config.batch_size)]
+        greedy = [row[0] for row in answer(GenerationParams(n=1, temperature=0.0, max_tokens=config.max_tokens))]
     sampled: list[list[Any]] = [[] for _ in items]
     if config.sampling.n:
         s = config.sampling
-        params = GenerationParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=config.max_tokens, seed=s.seed)
-        sampled = _generate(generator, prompts, params, config.batch_size)
+        sampled = answer(GenerationParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=config.max_tokens, seed=s.seed))
     pairs = [(item.answer, c.text) for item, c in zip(items, greedy) if c is not None]
     pairs += [(item.answer, c.text) for item, row in zip(items, sampled) for c in row]
     verdicts = iter(pool.verify_many(pairs))
@@ -377,6 +422,17 @@ class LazyGenerator:
         self.model_id = f"scripted:{config.model}" if config.backend == "scripted" else config.model
         self.usage = TokenUsage()
         self._built: Generator | None = None
+        if config.backend == "vllm":
+            # Tool-integrated evaluation continues assistant turns from the chat text (VLLMGenerator.render);
+            # the tokenizer alone renders it, so a cached re-run still starts no engine.
+            self.render = self._render_chat
+
+    def _render_chat(self, prompt: Prompt) -> str:
+        from mathforge.generation.embedded import load_tokenizer
+
+        if isinstance(prompt, str):
+            return prompt
+        return load_tokenizer(self.config.model).apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
     @property
     def is_built(self) -> bool:
@@ -424,11 +480,11 @@ def load_benchmarks(config: EvaluateConfig) -> list[BenchmarkSet]:
 
 
 def evaluate_benchmark(
-    bench: BenchmarkSet, generator: Generator, pool: VerifierPool, config: EvaluateConfig
+    bench: BenchmarkSet, generator: Generator, pool: VerifierPool, config: EvaluateConfig, sandbox: SandboxPool | None = None
 ) -> BenchmarkEvaluation:
     """Evaluate one benchmark and write `output_dir/<name>/results.parquet` (EVAL_RESULT_SCHEMA)."""
     started = time.perf_counter()
-    results = evaluate_items(bench.items, generator, pool, config)
+    results = evaluate_items(bench.items, generator, pool, config, sandbox)
     table = to_table(results, EVAL_RESULT_SCHEMA)
     path = Path(config.output_dir) / bench.name / "results.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -461,7 +517,7 @@ def write_report(config: EvaluateConfig, evaluations: Sequence[BenchmarkEvaluati
     return output / "report.md", markdown
 
 
-EvaluateOne = Callable[[BenchmarkSet, Generator, VerifierPool, EvaluateConfig], BenchmarkEvaluation]
+EvaluateOne = Callable[[BenchmarkSet, Generator, VerifierPool, EvaluateConfig, SandboxPool | None], BenchmarkEvaluation]
 
 
 def run_evaluation(
@@ -474,10 +530,13 @@ def run_evaluation(
     """
     benches = load_benchmarks(config)
     generator = open_generator(config, [item for bench in benches for item in bench.items])
+    sandbox = SandboxPool(config.sandbox) if config.tools is not None else None
     try:
         with VerifierPool(config.verification) as pool:
-            evaluations = [evaluate_one(bench, generator, pool, config) for bench in benches]
+            evaluations = [evaluate_one(bench, generator, pool, config, sandbox) for bench in benches]
     finally:
+        if sandbox is not None:
+            sandbox.close()
         close_generator(generator)
     path, markdown = write_report(config, evaluations)
     return evaluations, path, markdown
