@@ -2,36 +2,43 @@
 
 1. Instantiate every authored template (configs/templates/*.yaml) in the
    sandbox; every answer is computed by the template's program. Per
-   template, the first `--train-per-template` instances are training rows
-   (template-solution rows: the rendered solution is the response, verified,
-   exported through the training contract of `mathforge.conversation`), the
-   next `--heldout-per-template` are the held-out set. Instances of one
+   template, the first `--train-per-template` instances are training rows,
+   the next `--heldout-per-template` are the held-out set. Instances of one
    template never share slot values (`instantiate` draws without repeats and
    drops duplicate texts), and the script checks that no held-out value
-   tuple occurs in training.
+   tuple occurs in training. The rows (`--form`):
+   - `code` (default): template code rows, TemplateGSM's code solution /
+     InfinityMATH's program-of-thought (`template_solutions.code_samples`):
+     the template's program with the instance's values, its real sandbox
+     output as a tool turn, the answer boxed; pre-tokenized so the tool turn
+     carries no loss.
+   - `text`: template-solution rows, the rendered natural-language solution.
 2. Fine-tune SmolLM2-135M-Instruct (embedded) with `mathforge.finetune`
    (stock TRL SFTTrainer) on the training rows.
 3. Evaluate base and tuned with `mathforge.evaluate` (in-process vLLM, greedy,
-   the training prompt rendering) on the held-out instances (subject = the
-   template) and on the project's grade-school seeds (data/seeds/grade_school.jsonl).
+   the training prompt rendering; with `code`, evaluate's `tools`: the
+   model's code runs in the sandbox and its output comes back as a tool turn)
+   on the held-out instances (subject = the template) and on the project's
+   grade-school seeds (data/seeds/grade_school.jsonl).
 
 Prints `set=... acc_base=... acc_tuned=... delta=...` per set with Wilson
 intervals, then the train time; the last line is for the held-out template set:
 `delta=... acc_base=... acc_tuned=... train_s=...`.
 
-Measured here (2 cores shared with other jobs), 12 templates, 96 training rows, 48 held-out
-instances, base held-out accuracy 0.021, seeds 0.000 (base answers cached after the first run):
-- 12 steps of 8 rows, top 10 layers, bf16: train 903 s, whole script 1,653 s (load 15-45);
-  held-out 0.000 (delta -0.021), seeds 0.040.
-- 3 epochs (36 steps of 8 rows), top 15 layers, lr 3e-4, 200 new tokens: train 966 s, whole script
-  1,107 s (load 2-5); held-out 0.083 [0.033, 0.196] (delta +0.062), seeds 0.000; loss 1.46 -> 0.05.
-The bar (delta >= 0.30) is NOT met at these CPU budgets. The tuned model writes each template's
-solution steps exactly but gets the arithmetic inside them wrong ("900 x 1 / 3 = 400"): the 135M
-model's arithmetic, not the data format, is the limit seen here. The second run's options:
---train-per-template 8 --heldout-per-template 4 --epochs 3 --batch-size 8 --learning-rate 3e-4
---train-layers 15 --max-tokens 200
+Measured here (AMD EPYC Zen 4, 2 cores, bf16 training), 12 templates, 96 training rows (8 per
+template), 48 held-out instances, 3 epochs = 36 steps of 8 rows on the top 15 of 30 layers, lr 3e-4:
+- `--form code` (the defaults): held-out 0.000 [0.000, 0.074] -> 0.979 [0.891, 0.996]
+  (delta +0.979), seeds 0.020 -> 0.040; train 361 s, whole script 785 s from a cold cache
+  (base evaluation 258 s of it; load 1-3). The one miss copied a constant of the program wrong.
+  Base SmolLM2 writes no usable program for these prompts.
+- `--form text`: held-out 0.021 -> 0.083 [0.033, 0.196] (delta +0.062), train 966 s at load 2-5.
+  The tuned model writes each template's solution steps exactly but gets the arithmetic inside
+  them wrong ("900 x 1 / 3 = 400"): a 135M model does not learn multi-digit arithmetic from 96
+  rows; with code rows the sandbox does the arithmetic and the model learns what it can, the
+  mapping from wording to program.
+Neither form moves the unseen grade-school seeds: 96 rows of 12 templates teach those templates.
 
-Run: .venv/bin/python benchmarks/closed_loop.py [--train-per-template 8 --heldout-per-template 4 --train-layers 10]
+Run: .venv/bin/python benchmarks/closed_loop.py [--form code|text] [--train-per-template 8 --heldout-per-template 4]
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "data" / "seeds" / "grade_school.jsonl"
+EMBEDDED = "embedded:smollm2-135m-instruct"
+TEXT_PROMPT = "solve_cot"
 
 
 def template_sets(workdir: Path, *, n_train: int, n_heldout: int, seed: int) -> tuple[list, list, dict]:
@@ -68,19 +77,31 @@ def template_sets(workdir: Path, *, n_train: int, n_heldout: int, seed: int) -> 
     return train, heldout, {"templates": len(templates), "train": len(train), "heldout": len(heldout)}
 
 
-def training_rows(problems: list, path: Path, *, prompt: str = "solve_cot") -> int:
-    """Write the template-solution rows of `problems` as an SFT Parquet (prompt/completion); return the row count."""
+def training_rows(problems: list, path: Path, *, form: str) -> int:
+    """Write the template rows of `problems` as an SFT Parquet; return the row count.
+
+    form 'code': template code rows (program, its sandbox output as a tool turn,
+    the answer), pre-tokenized for the embedded model so the tool turn is
+    masked; 'text': template-solution rows (prompt/completion).
+    """
     import pyarrow.parquet as pq
 
     from mathforge.export import sft_table
+    from mathforge.generation.embedded import load_tokenizer
     from mathforge.records import SAMPLE_SCHEMA, to_table
-    from mathforge.synthesis.template_solutions import solution_samples
+    from mathforge.sandbox import SandboxConfig, SandboxPool
+    from mathforge.synthesis.template_solutions import code_samples, solution_samples
     from mathforge.verify import VerifierPool, VerifyConfig, verifier_name
 
     config = VerifyConfig(n_workers=1)
     with VerifierPool(config) as pool:
-        made = solution_samples(problems, verify_many=pool.verify_many, prompt=prompt, verifier=verifier_name(config))
-    table = sft_table(to_table(made.samples, SAMPLE_SCHEMA), prompt=prompt, system_prompt=None)
+        if form == "code":
+            with SandboxPool(SandboxConfig()) as sandbox:
+                made = code_samples(problems, pool=sandbox, verify_many=pool.verify_many, verifier=verifier_name(config))
+        else:
+            made = solution_samples(problems, verify_many=pool.verify_many, prompt=TEXT_PROMPT, verifier=verifier_name(config))
+    tokenizer = load_tokenizer(EMBEDDED) if form == "code" else None
+    table = sft_table(to_table(made.samples, SAMPLE_SCHEMA), prompt=TEXT_PROMPT, system_prompt=None, tokenizer=tokenizer)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return table.num_rows
@@ -95,9 +116,16 @@ def write_benchmark(problems: list, path: Path) -> Path:
     return path
 
 
-def evaluate_model(model: str, benchmarks: dict[str, Path], output_dir: Path, *, max_tokens: int) -> dict:
-    """Greedy accuracy of `model` on each benchmark through `mathforge.evaluate`; name -> 'all' GroupSummary."""
+def evaluate_model(model: str, benchmarks: dict[str, Path], output_dir: Path, *, max_tokens: int, form: str) -> dict:
+    """Greedy accuracy of `model` on each benchmark through `mathforge.evaluate`; name -> 'all' GroupSummary.
+
+    form 'code': the model answers with the code prompt and its programs run in
+    the sandbox (evaluate's `tools`); 'text': the chain-of-thought prompt.
+    """
+    from mathforge.conversation import CODE_PROMPT
     from mathforge.evaluate import EvaluateConfig, run_evaluation
+
+    by_form = {"code": {"prompt": {"name": CODE_PROMPT}, "tools": {"max_rounds": 2}}, "text": {"prompt": {"name": TEXT_PROMPT}}}
 
     config = EvaluateConfig.model_validate(
         {
@@ -113,6 +141,7 @@ def evaluate_model(model: str, benchmarks: dict[str, Path], output_dir: Path, *,
             "batch_size": 256,
             "verification": {"n_workers": 1},
             "output_dir": str(output_dir),
+            **by_form[form],
         }
     )
     evaluations, _, _ = run_evaluation(config)
@@ -143,14 +172,17 @@ def arguments(description: str) -> argparse.ArgumentParser:
     """Options shared by the closed-loop and selection benchmarks."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--heldout-per-template", type=int, default=4, help="Held-out instances per template.")
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto", help="Training precision.")
     parser.add_argument(
-        "--train-layers", type=int, default=10, help="Train only the top n decoder layers (CPU budget); 0: all."
+        "--train-layers", type=int, default=15, help="Train only the top n decoder layers (CPU budget); 0: all."
     )
-    parser.add_argument("--max-tokens", type=int, default=200, help="Longest evaluation response, tokens.")
+    parser.add_argument("--max-tokens", type=int, default=256, help="Longest evaluation response (a whole trace), tokens.")
+    parser.add_argument(
+        "--form", choices=("code", "text"), default="code", help="Template rows as code solutions (tool turns) or as text solutions."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of instantiation and training.")
     parser.add_argument("--workdir", type=Path, default=REPO / "data" / "benchmarks-runs" / "closed_loop")
     return parser
@@ -169,15 +201,15 @@ def main() -> None:
     train, heldout, counts = template_sets(
         workdir, n_train=args.train_per_template, n_heldout=args.heldout_per_template, seed=args.seed
     )
-    n_rows = training_rows(train, workdir / "train.parquet")
+    n_rows = training_rows(train, workdir / "train.parquet", form=args.form)
     benchmarks = {"heldout_templates": write_benchmark(heldout, workdir / "heldout.jsonl"), "grade_school_seeds": SEEDS}
     log(f"data: {counts['templates']} templates, {n_rows} training rows, {counts['heldout']} held-out instances", started)
     # Outside the run directory: the base model's answers are cached across runs (same prompts, same model).
-    base = evaluate_model("embedded:smollm2-135m-instruct", benchmarks, args.workdir / "eval-base", max_tokens=args.max_tokens)
+    base = evaluate_model(EMBEDDED, benchmarks, args.workdir / f"eval-base-{args.form}", max_tokens=args.max_tokens, form=args.form)
     log("base evaluated", started)
     trained = train_model(workdir / "train.parquet", workdir / "model", args)
     log(f"trained {trained.n_steps} steps in {trained.train_s:.0f} s, losses {[round(x, 3) for x in trained.losses]}", started)
-    tuned = evaluate_model(trained.model_dir, benchmarks, workdir / "eval-tuned", max_tokens=args.max_tokens)
+    tuned = evaluate_model(trained.model_dir, benchmarks, workdir / "eval-tuned", max_tokens=args.max_tokens, form=args.form)
     log("tuned evaluated", started)
     for name in ("grade_school_seeds", "heldout_templates"):
         b, t = base[name].metrics["greedy"], tuned[name].metrics["greedy"]
@@ -186,7 +218,7 @@ def main() -> None:
             f"acc_tuned={t.value:.3f} [{t.low:.3f}, {t.high:.3f}] delta={t.value - b.value:+.3f} train_s={trained.train_s:.0f}"
         )
     print(
-        f"sizes: train_per_template={args.train_per_template} heldout_per_template={args.heldout_per_template} "
+        f"sizes: form={args.form} train_per_template={args.train_per_template} heldout_per_template={args.heldout_per_template} "
         f"rows={n_rows} epochs={args.epochs} batch={args.batch_size} steps={trained.n_steps} bf16={trained.bf16} "
         f"total_s={time.perf_counter() - started:.0f} workdir={workdir}"
     )

@@ -1,8 +1,9 @@
 """Selection measured downstream: at one row budget, fine-tune on random / k-means / S2L / GRAPE picks of one pool.
 
-The pool is template-solution rows (as in closed_loop.py): `--pool-per-template`
-instances of every authored template, each row's answer computed by its
-program. Each method keeps `--budget` rows of it:
+The pool is template rows (as in closed_loop.py, `--form code` by default:
+code solutions whose output is a tool turn; `--form text`: rendered
+solutions): `--pool-per-template` instances of every authored template, each
+row's answer computed by its program. Each method keeps `--budget` rows of it:
 
 - random: a uniform draw (seeded);
 - k-means: `select_kmeans` over all-MiniLM-L6-v2 embeddings of the problems
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.closed_loop import (  # noqa: E402
     arguments,
+    TEXT_PROMPT,
     evaluate_model,
     log,
     template_sets,
@@ -45,7 +47,7 @@ from benchmarks.closed_loop import (  # noqa: E402
 METHODS = ("random", "kmeans", "s2l", "grape")
 
 
-def select_rows(method: str, pool, *, budget: int, seed: int, workdir: Path):
+def select_rows(method: str, pool, *, budget: int, seed: int):
     """The `budget` rows `method` keeps from the pool table (SFT_SCHEMA rows)."""
     import numpy as np
     import pyarrow as pa
@@ -62,19 +64,23 @@ def select_rows(method: str, pool, *, budget: int, seed: int, workdir: Path):
         # One proxy epoch with three loss checkpoints: the CPU budget of this script (S2L's default is 3 x 6).
         proxy = ProxyTraining(epochs=1, n_checkpoints=3)
         return select(pool, SelectConfig(steps=[S2LStep(budget=Budget(rows=budget), proxy=proxy)], seed=seed)).table
-    return _grape(pool, budget=budget, workdir=workdir)
+    return _grape(pool, budget=budget)
 
 
-def _grape(pool, *, budget: int, workdir: Path):
-    """GRAPE with a template's instances as the alternatives (see the module docstring)."""
+def _grape(pool, *, budget: int):
+    """GRAPE with a template's instances as the alternatives (see the module docstring).
+
+    Each row is scored as it is trained: its exported conversation
+    (`conversation.row_conversation`), learned tokens only.
+    """
     import pyarrow as pa
 
-    from mathforge.evaluate import PromptSection, evaluation_prompt
+    from mathforge.conversation import row_conversation
     from mathforge.generation.vllm_backend import EngineConfig, VLLMGenerator
     from mathforge.select import select_grape
 
     n_templates = len(set(pool.column("source").to_pylist()))
-    # Template-solution rows carry source 'template:<id>': the template stands in for GRAPE's problem.
+    # Template rows carry source 'template:<id>': the template stands in for GRAPE's problem.
     grouped = pool.set_column(pool.schema.get_field_index("problem_id"), "problem_id", pool.column("source"))
     generator = VLLMGenerator(
         "embedded:smollm2-135m-instruct",
@@ -83,8 +89,8 @@ def _grape(pool, *, budget: int, workdir: Path):
     try:
         kept = select_grape(
             grouped,
-            generator=generator,
-            prompt_fn=lambda problem: evaluation_prompt(problem, PromptSection()),
+            scorer=generator,
+            conversation=lambda row: row_conversation(row, prompt_by_strategy={}, default_prompt=TEXT_PROMPT, system_prompt=None),
             per_problem=budget // n_templates,
         ).table
     finally:
@@ -108,7 +114,7 @@ def main() -> None:
     pool_problems, heldout, counts = template_sets(
         workdir, n_train=args.pool_per_template, n_heldout=args.heldout_per_template, seed=0
     )
-    training_rows(pool_problems, workdir / "pool.parquet")
+    training_rows(pool_problems, workdir / "pool.parquet", form=args.form)
     pool = pq.read_table(workdir / "pool.parquet")
     benchmark = {"heldout_templates": write_benchmark(heldout, workdir / "heldout.jsonl")}
     log(f"pool {pool.num_rows} rows, budget {args.budget}, held-out {counts['heldout']}", started)
@@ -116,14 +122,16 @@ def main() -> None:
     for seed in range(args.seeds):
         for method in args.methods.split(","):
             t0 = time.perf_counter()
-            chosen = select_rows(method, pool, budget=args.budget, seed=seed, workdir=workdir)
+            chosen = select_rows(method, pool, budget=args.budget, seed=seed)
             select_s = time.perf_counter() - t0
             path = workdir / f"{method}-{seed}" / "rows.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(chosen, path)
             args.seed = seed
             trained = train_model(path, path.parent / "model", args)
-            summary = evaluate_model(trained.model_dir, benchmark, path.parent / "eval", max_tokens=args.max_tokens)
+            summary = evaluate_model(
+                trained.model_dir, benchmark, path.parent / "eval", max_tokens=args.max_tokens, form=args.form
+            )
             metric = summary["heldout_templates"].metrics["greedy"]
             per_template = len(set(chosen.column("source").to_pylist()))
             results.append((method, seed, metric))

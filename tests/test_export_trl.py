@@ -29,7 +29,7 @@ from mathforge.sandbox import SandboxConfig, SandboxPool
 from mathforge.synthesis.dart import DartConfig, run_dart
 from mathforge.synthesis.self_correction import SelfCorrectionConfig, prompt_by_strategy, run_self_correction
 from mathforge.synthesis.template_files import load_authored_templates
-from mathforge.synthesis.template_solutions import solution_samples
+from mathforge.synthesis.template_solutions import code_samples, solution_samples
 from mathforge.synthesis.templates import TemplateSynthesisConfig, instantiate
 from mathforge.verify import verify_answer
 
@@ -88,6 +88,7 @@ def export(tmp_path_factory, model_dir) -> tuple[Path, OutputConfig]:
     with SandboxPool(SandboxConfig(n_workers=1)) as pool:
         problems = _template_problems(pool, ["money_change", "ratio_share", "ages_multiple", "rates_two_legs"], 1, 7)
         solutions = solution_samples(problems, verify_many=verify_many, prompt=output.prompt).samples
+        solutions += code_samples(problems, pool=pool, verify_many=verify_many).samples
         sampler = ScriptedGenerator(
             [ScriptedProblem(p.problem_id, p.problem, p.answer) for p in problems], pass_rate=0.5, seed=3, malformed_rate=0.0, truncated_rate=0.0
         )
