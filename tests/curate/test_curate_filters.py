@@ -169,6 +169,11 @@ def test_filter_samples_gives_the_first_failing_reason_and_counts(make_samples) 
             "response": "So \\boxed{3}. Let me check again. It is \\boxed{4}.",
             "n_completion_tokens": 151,
         },
+        {
+            "sample_id": "restated",  # boxes the question's own sum; the text concludes something else
+            "response": "Ann has 7 apples and gets 5 more, so she has 51 apples. \\boxed{7 + 5}",
+            "n_completion_tokens": 151,
+        },
         {"sample_id": "long", "n_completion_tokens": 40_000},
     ]
     table = make_samples(*rows)
@@ -178,9 +183,16 @@ def test_filter_samples_gives_the_first_failing_reason_and_counts(make_samples) 
         "cut": "truncated",
         "none": "missing_final_answer",
         "two": "multiple_boxed_answers",
+        "restated": "unevaluated_final_answer",
         "long": "too_long",
     }
-    assert result.counts == {"missing_final_answer": 1, "multiple_boxed_answers": 1, "too_long": 1, "truncated": 1}
+    assert result.counts == {
+        "missing_final_answer": 1,
+        "multiple_boxed_answers": 1,
+        "unevaluated_final_answer": 1,
+        "too_long": 1,
+        "truncated": 1,
+    }
     assert result.kept.num_rows == 20
     long_detail = json.loads(
         result.rejected.filter(result.rejected.column("row_id").to_numpy(zero_copy_only=False) == "long")

@@ -13,6 +13,13 @@ The checks, in the order a sample meets them (the first failure is its reason):
   (`verify.extract_answer`), which joins adjacent boxes such as
   ``\boxed{-2}, \boxed{1}`` into one answer; contents are compared after
   `verify.normalize.clean_latex`, spaces removed.
+- ``unevaluated_final_answer``: the final answer is still arithmetic on
+  plain numbers (``7 + 5``, ``3 \times 4``, ``12 \div 4``): the response
+  boxed a computation, not its result. The verifier evaluates it, so a
+  response that boxes the question's own expression verifies while its text
+  concludes something else ("... so she has 51. \boxed{7 + 5}"): a row that
+  teaches wrong reasoning. Single numbers, fractions, powers and
+  expressions with symbols pass.
 - ``too_short`` / ``too_long``: `n_completion_tokens` outside
   [`min_tokens`, `max_tokens`] or outside Tukey's fences on log length,
   ``exp(Q1 - k * IQR)`` and ``exp(Q3 + k * IQR)``, computed over the table.
@@ -45,13 +52,16 @@ from mathforge.curate.result import CurateResult, detail_json, require_columns, 
 from mathforge.verify.extract import extract_answer
 from mathforge.verify.normalize import clean_latex, matching_brace
 
-CheckName = Literal["truncated", "code_error", "missing_final_answer", "multiple_boxed_answers", "length", "language"]
+CheckName = Literal[
+    "truncated", "code_error", "missing_final_answer", "multiple_boxed_answers", "unevaluated_answer", "length", "language"
+]
 Check = tuple[bool, str | None]
 ALL_CHECKS: tuple[CheckName, ...] = (
     "truncated",
     "code_error",
     "missing_final_answer",
     "multiple_boxed_answers",
+    "unevaluated_answer",
     "length",
     "language",
 )
@@ -83,6 +93,8 @@ _FOREIGN_WORDS = (
     )
     - _ENGLISH_WORDS
 )
+_NUMBER = r"\d+(?:\.\d+)?"
+_UNEVALUATED = re.compile(rf"-?{_NUMBER}(?:(?:[-+*×·÷]|\\times|\\cdot|\\div){_NUMBER})+")
 _MIN_LETTERS = 20
 _MAX_NON_ASCII_SHARE = 0.10
 _MIN_FOREIGN_WORDS = 3
@@ -142,6 +154,20 @@ def check_boxed_answers(response: str) -> Check:
     (False, 'multiple_boxed_answers')
     """
     return (False, "multiple_boxed_answers") if other_boxed_answers(response) else _OK
+
+
+def check_evaluated_answer(response: str, *, mode: Literal["strict", "lenient"] = "lenient") -> Check:
+    r"""Fail a response whose final answer is unevaluated arithmetic on plain numbers.
+
+    >>> check_evaluated_answer(r"She has 51 apples. \boxed{7 + 5}")
+    (False, 'unevaluated_final_answer')
+    >>> [check_evaluated_answer(rf"\boxed{{{a}}}")[0] for a in ("12", "-5", r"\frac{1}{2}", r"3 \times 10^5", "x + 1")]
+    [True, True, True, True, True]
+    """
+    answer = extract_answer(response, mode=mode)
+    if answer is not None and _UNEVALUATED.fullmatch(clean_latex(answer).replace(" ", "")):
+        return False, "unevaluated_final_answer"
+    return _OK
 
 
 def check_length(n_tokens: int, *, low: float, high: float) -> Check:
@@ -286,6 +312,8 @@ def filter_samples(
                 ok, reason = check_final_answer(response, mode=answer_mode)
             elif name == "multiple_boxed_answers":
                 ok, reason = check_boxed_answers(response)
+            elif name == "unevaluated_answer":
+                ok, reason = check_evaluated_answer(response, mode=answer_mode)
             elif name == "length":
                 ok, reason = check_length(int(tokens), low=low, high=high)
             else:
@@ -319,6 +347,8 @@ def _detail(check: CheckName, response: str, trace_json: str | None, n_tokens: i
         others = other_boxed_answers(response)
         final = extract_answer(response, mode="strict") or ""
         return detail_json(final=final[:100], others=[answer[:100] for answer in others[:5]])
+    if check == "unevaluated_answer":
+        return detail_json(final=(extract_answer(response, mode="lenient") or "")[:100])
     if check == "length":
         return detail_json(n_completion_tokens=n_tokens, low=round(low, 1), high=round(high, 1))
     if check == "language":
