@@ -14,7 +14,15 @@ time. Decode speed is completion tokens / wall seconds of the fastest of
 `--repeats` batches after a warm-up batch. The machine is shared: compare the
 ratios of one run, and read the load average printed with them.
 
-Run: PYTHONPATH=src .venv/bin/python benchmarks/embedded_throughput.py [--repeats 3] [--skip-old]
+`--emulate-avx2` measures what an AVX2-only CPU (no native bf16, the machines
+where the old defaults were 3x slower) would see, on a CPU that has more:
+every child runs with oneDNN and PyTorch capped to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
+ATEN_CPU_CAPABILITY=avx2; vLLM's CPU linear layers are oneDNN matmuls), and
+`chosen` gets the settings `cpu_settings` picks for this CPU's flags minus the
+native-bf16 ones. vLLM's own attention kernels are compiled per ISA and are
+not capped, so this is an approximation of such a machine, not one.
+
+Run: PYTHONPATH=src .venv/bin/python benchmarks/embedded_throughput.py [--repeats 3] [--skip-old] [--emulate-avx2]
 Last line: start_s=... tok_s=... hf_tok_s=... ratio_vs_hf=... (chosen settings), plus the old defaults'.
 """
 
@@ -35,15 +43,25 @@ def chats() -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": f"Explain step by step how to add {i} and {i * 7 + 3}."}] for i in range(N_PROMPTS)]
 
 
-def measure_vllm(which: str, repeats: int) -> dict:
+AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def measure_vllm(which: str, repeats: int, *, emulate_avx2: bool) -> dict:
     """Start a VLLMGenerator with `which` settings, decode the prompts; return start_s, tok_s and settings."""
     from mathforge.generation import GenerationParams
+    from mathforge.generation.cpu_settings import NATIVE_BF16_FLAGS, CpuFeatures, choose_engine_settings
     from mathforge.generation.vllm_backend import EngineConfig, VLLMGenerator
 
     common = {"seed": 0, "max_model_len": 1024, "kv_cache_gb": 1}
     if which == "old":
         # Before: 'auto' passed through to vLLM (the checkpoint's bf16), compiled, vLLM's binding.
         engine = EngineConfig(**common, dtype="bfloat16", enforce_eager=False, cpu_threads_bind="auto")
+    elif emulate_avx2:
+        # What cpu_settings chooses on a CPU without native bf16, passed explicitly (an explicit value wins).
+        machine = CpuFeatures.detect()
+        avx2 = CpuFeatures(flags=machine.flags - NATIVE_BF16_FLAGS, n_cpus=machine.n_cpus)
+        picked = choose_engine_settings(avx2, EngineConfig(**common), is_cpu=True, environ={}, decode_tokens=N_PROMPTS * MAX_TOKENS)
+        engine = EngineConfig(**common, dtype=picked.dtype, enforce_eager=picked.enforce_eager)
     else:
         engine = EngineConfig(**common)
     started = time.perf_counter()
@@ -90,10 +108,13 @@ def measure_hf(repeats: int) -> dict:
     return {"tok_s": tokens / min(times), "times": times, "threads": torch.get_num_threads()}
 
 
-def run_child(which: str, repeats: int) -> dict:
+def run_child(which: str, repeats: int, *, emulate_avx2: bool) -> dict:
     """Measure `which` in a fresh process (cold start, one engine at a time); return its JSON line."""
     command = [sys.executable, __file__, "--child", which, "--repeats", str(repeats)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    env = {**os.environ, **AVX2_ENV} if emulate_avx2 else None
+    if emulate_avx2:
+        command.append("--emulate-avx2")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{which} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -104,17 +125,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-old", action="store_true", help="Do not measure the old defaults (saves minutes).")
+    parser.add_argument("--emulate-avx2", action="store_true", help="Approximate an AVX2-only CPU (see the docstring).")
     parser.add_argument("--child", choices=["chosen", "old", "hf"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        result = measure_hf(args.repeats) if args.child == "hf" else measure_vllm(args.child, args.repeats)
+        if args.child == "hf":
+            result = measure_hf(args.repeats)
+        else:
+            result = measure_vllm(args.child, args.repeats, emulate_avx2=args.emulate_avx2)
         print(json.dumps(result), flush=True)
         return
 
     results = {}
     for which in ("chosen", "hf") if args.skip_old else ("chosen", "old", "hf"):
-        results[which] = run_child(which, args.repeats)
+        results[which] = run_child(which, args.repeats, emulate_avx2=args.emulate_avx2)
         print(which, json.dumps(results[which]), f"load={os.getloadavg()[0]:.1f}", flush=True)
     chosen, hf = results["chosen"], results["hf"]
     line = (
@@ -124,7 +149,7 @@ def main() -> None:
     if "old" in results:
         old = results["old"]
         line += f" old_start_s={old['start_s']:.1f} old_tok_s={old['tok_s']:.0f} speedup_vs_old={chosen['tok_s'] / old['tok_s']:.2f}"
-    print(line + f" load={os.getloadavg()[0]:.1f}")
+    print(line + f" emulate_avx2={int(args.emulate_avx2)} load={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ Prints one line per method with its Wilson 95 % interval and times; the last
 line `key=value` per method. No method is expected to win: the data says.
 
 Measured here (AMD EPYC Zen 4, 2 cores; code rows; pool 96 = 8 per template, budget 24, 10 epochs =
-30 steps of 8 rows on the top 15 layers, 48 held-out instances; 35 min for the four), accuracy with
+30 steps of 8 rows on the top 15 layers, 48 held-out instances; 32 min for the four), accuracy with
 Wilson 95 % intervals and how many of the 12 templates the 24 rows cover:
 random 0.854 [0.728, 0.928] (12), k-means 0.708 [0.568, 0.818] (11), S2L 0.812 [0.681, 0.898] (10),
 GRAPE 0.854 [0.728, 0.928] (12, two per template by construction). The intervals overlap: one seed
