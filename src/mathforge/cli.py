@@ -20,6 +20,16 @@ app.add_typer(models_app, name="models")
 console = Console()
 
 
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """Print an error and return the exit to raise.
+
+    Not wrapped at the terminal width: errors name files and rows, and a path
+    broken across lines cannot be copied.
+    """
+    console.print(message, soft_wrap=True)
+    return typer.Exit(code)
+
+
 def _logging(verbose: bool) -> None:
     """Our own INFO lines (stages, progress) and other libraries' warnings; everything with --verbose.
 
@@ -85,8 +95,7 @@ def build(
     try:
         load_config(config)  # fail fast, before Prefect starts, on a bad config
     except ConfigError as error:
-        console.print(f"[red]config error[/red]\n{error}")
-        raise typer.Exit(2)
+        raise _fail(f"[red]config error[/red]\n{error}")
     # flows/ lives beside src/ in the repository (Prefect deploys it from there).
     sys.path.insert(0, str(_repo_root()))
     from flows.build_dataset import build_dataset
@@ -117,8 +126,7 @@ def models_prepare(
     try:
         path = prepare_model(model, force=force)
     except ModelNotAvailable as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1)
+        raise _fail(f"[red]{error}[/red]", 1)
     record = read_checksum(path) or {}
     console.print(f"{model} ready at {path} (weights sha256 {record.get('weights_sha256', '?')[:16]})")
 
@@ -131,8 +139,7 @@ def inspect(run: Path = typer.Argument(..., help="Run directory (data/runs/demo)
     try:
         view = load_run(run)
     except FileNotFoundError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1)
+        raise _fail(f"[red]{error}[/red]", 1)
     drops = view.drops.groupby("stage").apply(
         lambda group: ", ".join(f"{r}={c}" for r, c in zip(group["reason"], group["count"])), include_groups=False
     )
@@ -170,8 +177,7 @@ def decontaminate(
         checker = Decontaminator(load_benchmarks(config), config)
         result = scan_file(input, out, checker, text_field=field, id_field=id_field, batch_rows=batch_rows)
     except (BenchmarkSetError, ScanInputError, ValueError) as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2)
+        raise _fail(f"[red]{error}[/red]")
     table = Table(title=f"{input.name}: {result.n_contaminated} of {result.n_rows} rows contaminated")
     for column in ("benchmark", "layer", "rows"):
         table.add_column(column)
@@ -195,8 +201,7 @@ def evaluate(
     try:
         load_benchmarks(load_evaluate_config(config))  # fail fast, before Prefect or a model starts
     except (ConfigError, BenchmarkSetError) as error:
-        console.print(f"[red]config error[/red]\n{error}")
-        raise typer.Exit(2)
+        raise _fail(f"[red]config error[/red]\n{error}")
     sys.path.insert(0, str(_repo_root()))
     from flows.evaluate import evaluate as evaluate_flow
 
@@ -218,8 +223,7 @@ def train(
     try:
         result = run_training(load_train_config(config))
     except ConfigError as error:
-        console.print(f"[red]config error[/red]\n{error}")
-        raise typer.Exit(2)
+        raise _fail(f"[red]config error[/red]\n{error}")
     console.print(
         f"trained {result.n_steps} steps on {result.n_rows} rows in {result.train_s:.0f} s "
         f"(bf16={result.bf16}, final loss {result.final_loss}); model in {result.model_dir}"
