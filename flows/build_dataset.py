@@ -23,7 +23,10 @@ from mathforge.config import load_config
 from mathforge.store import StageResult
 
 
-@flow(name="build-dataset", log_prints=True)
+# No log_prints: it turns print() into log lines, and dill (which `datasets` uses to
+# fingerprint tables) reads a function's globals from `dis` output it prints to a
+# captured stdout; the bytecode then floods the terminal and dill sees no globals.
+@flow(name="build-dataset")
 def build_dataset(config_path: str, run_name: str | None = None, incremental: bool = False) -> dict[str, StageResult]:
     """Run every enabled stage of the config at `config_path`; return each stage's result."""
     config = load_config(config_path, {"run": {"name": run_name}} if run_name else None)

@@ -23,7 +23,8 @@ def _key(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower())
 
 
-@flow(name="evaluate", log_prints=True)
+# No log_prints: it breaks dill's captured `dis` output (see flows/build_dataset.py).
+@flow(name="evaluate")
 def evaluate(config_path: str) -> list[evaluation.BenchmarkEvaluation]:
     """Evaluate the config's model on each of its benchmarks; publish the report as Prefect artifacts."""
     config = evaluation.load_evaluate_config(config_path)

@@ -165,3 +165,11 @@ def test_grape_following_dart_exports_dart_counts_from_two_models(prefect_harnes
     assert sum(row["rows_after"] for row in difficulty) == dataset.num_rows
     for row in difficulty:
         assert f"| {row['pass_rate']} | {row['problems_before']} | {row['rows_before']} | {row['problems_after']} | {row['rows_after']} |" in card
+
+
+def test_flows_leave_print_alone():
+    """Prefect's log_prints would log dill's captured `dis` output (datasets' table fingerprints) line by line."""
+    from flows.build_dataset import build_dataset
+    from flows.evaluate import evaluate
+
+    assert not build_dataset.log_prints and not evaluate.log_prints
