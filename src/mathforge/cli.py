@@ -50,6 +50,9 @@ def _logging(verbose: bool) -> None:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         logging.getLogger("vllm").setLevel(logging.ERROR)  # its import-time warnings reach our handler
         os.environ.setdefault("TQDM_DISABLE", "1")
+        # In the engine's processes: torch's NUMA-binding notice, a deprecation vLLM triggers.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning:vllm.triton_utils.dispatcher")
 
 
 class Interrupted(KeyboardInterrupt):

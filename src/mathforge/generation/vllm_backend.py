@@ -118,6 +118,8 @@ class VLLMGenerator:
             "gpu_memory_utilization": self.engine.gpu_memory_utilization,
             "enable_prefix_caching": self.engine.enable_prefix_caching,
             "enforce_eager": self.settings.enforce_eager,
+            # vLLM passes tqdm `disable=` explicitly, which overrides the user's TQDM_DISABLE.
+            "use_tqdm_on_load": os.environ.get("TQDM_DISABLE", "") in ("", "0"),
         }
         if self.engine.kv_cache_gb is not None:
             options["kv_cache_memory_bytes"] = int(self.engine.kv_cache_gb * 1024**3)
