@@ -28,8 +28,8 @@ intervals, then the train time; the last line is for the held-out template set:
 Measured here (AMD EPYC Zen 4, 2 cores, bf16 training), 12 templates, 96 training rows (8 per
 template), 48 held-out instances, 3 epochs = 36 steps of 8 rows on the top 15 of 30 layers, lr 3e-4:
 - `--form code` (the defaults): held-out 0.000 [0.000, 0.074] -> 0.979 [0.891, 0.996]
-  (delta +0.979), seeds 0.020 -> 0.040; train 361 s, whole script 785 s from a cold cache
-  (base evaluation 258 s of it; load 1-3). The one miss copied a constant of the program wrong.
+  (delta +0.979), seeds 0.020 -> 0.040; train 361-551 s, whole script 785-1040 s from a cold cache (two runs)
+  (base evaluation 258-312 s of it; load 1-3). The one miss copied a constant of the program wrong.
   Base SmolLM2 writes no usable program for these prompts.
 - `--form text`: held-out 0.021 -> 0.083 [0.033, 0.196] (delta +0.062), train 966 s at load 2-5.
   The tuned model writes each template's solution steps exactly but gets the arithmetic inside

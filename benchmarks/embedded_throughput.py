@@ -23,7 +23,8 @@ native-bf16 ones. vLLM's own attention kernels are compiled per ISA and are
 not capped, so this is an approximation of such a machine, not one. Measured
 on an AMD EPYC (Zen 4, avx512_bf16, 2 cores, load ~1) with `--emulate-avx2`:
 chosen float32 eager start 25.7 s, 112 tok/s; old bf16 compiled start 110.5 s,
-39 tok/s (speedup 2.83x); transformers 74 tok/s (ratio 1.51). Without it,
+39 tok/s (speedup 2.83x); transformers 74 tok/s (ratio 1.51). A second run:
+start 32.8 s, 101 tok/s vs 123.4 s, 39 tok/s (2.60x), transformers 69 (1.47). Without it,
 the same CPU's chosen bf16 eager engine gave 196 tok/s vs the old default's
 225 (its native bf16 makes the old default fast).
 
