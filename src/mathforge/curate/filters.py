@@ -20,6 +20,10 @@ The checks, in the order a sample meets them (the first failure is its reason):
   concludes something else ("... so she has 51. \boxed{7 + 5}"): a row that
   teaches wrong reasoning. Single numbers, fractions, powers and
   expressions with symbols pass.
+- ``false_arithmetic``: an equation on plain numbers in the response's prose
+  does not hold ("so she has 7 + 50 = 12 apples"): the final answer verified,
+  a step is false, and the row would teach it. `mathforge.curate.arithmetic`
+  says what it reads and what it leaves alone.
 - ``too_short`` / ``too_long``: `n_completion_tokens` outside
   [`min_tokens`, `max_tokens`] or outside Tukey's fences on log length,
   ``exp(Q1 - k * IQR)`` and ``exp(Q3 + k * IQR)``, computed over the table.
@@ -41,30 +45,30 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from mathforge.section import Section
+from mathforge.curate.arithmetic import CODE_BLOCK, false_equations
 from mathforge.curate.result import CurateResult, detail_json, require_columns, split_rows
+from mathforge.section import Section
 from mathforge.verify.extract import extract_answer
 from mathforge.verify.normalize import clean_latex, matching_brace
 
 CheckName = Literal[
-    "truncated", "code_error", "missing_final_answer", "multiple_boxed_answers", "unevaluated_answer", "length", "language"
-]
-Check = tuple[bool, str | None]
-ALL_CHECKS: tuple[CheckName, ...] = (
     "truncated",
     "code_error",
     "missing_final_answer",
     "multiple_boxed_answers",
     "unevaluated_answer",
+    "arithmetic",
     "length",
     "language",
-)
+]
+Check = tuple[bool, str | None]
+ALL_CHECKS: tuple[CheckName, ...] = get_args(CheckName)  # in the order a sample meets them
 
 _OK: Check = (True, None)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -72,7 +76,6 @@ _ERROR_LINE = re.compile(
     r"^.*(?:Traceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception)\b:?).*$", re.MULTILINE
 )
 _OUTPUT_BLOCK = re.compile(r"```output\s*\n(.*?)```", re.DOTALL)
-_CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _WORD = re.compile(r"[^\W\d_]+")
 _ENGLISH_WORDS = frozenset(
@@ -170,6 +173,17 @@ def check_evaluated_answer(response: str, *, mode: Literal["strict", "lenient"] 
     return _OK
 
 
+def check_arithmetic(response: str) -> Check:
+    """Fail a response whose prose has an equation on plain numbers that does not hold.
+
+    >>> check_arithmetic("She has 7 + 50 = 12 apples. The answer is 12.")
+    (False, 'false_arithmetic')
+    >>> check_arithmetic("She has 7 + 5 = 12 apples, 12 boxes x 3 = 36 in all.")
+    (True, None)
+    """
+    return (False, "false_arithmetic") if false_equations(response) else _OK
+
+
 def check_length(n_tokens: int, *, low: float, high: float) -> Check:
     """Fail a token count outside [low, high]."""
     if n_tokens < low:
@@ -197,7 +211,7 @@ def language_evidence(text: str) -> tuple[float, int, int] | None:
 
     None when the text has too few letters to judge.
     """
-    prose = _LATEX_COMMAND.sub(" ", _CODE_BLOCK.sub(" ", text))
+    prose = _LATEX_COMMAND.sub(" ", CODE_BLOCK.sub(" ", text))
     letters = [c for c in prose if c.isalpha() and not "\u0370" <= c <= "\u03ff"]
     if len(letters) < _MIN_LETTERS:
         return None
@@ -314,6 +328,8 @@ def filter_samples(
                 ok, reason = check_boxed_answers(response)
             elif name == "unevaluated_answer":
                 ok, reason = check_evaluated_answer(response, mode=answer_mode)
+            elif name == "arithmetic":
+                ok, reason = check_arithmetic(response)
             elif name == "length":
                 ok, reason = check_length(int(tokens), low=low, high=high)
             else:
@@ -349,6 +365,9 @@ def _detail(check: CheckName, response: str, trace_json: str | None, n_tokens: i
         return detail_json(final=final[:100], others=[answer[:100] for answer in others[:5]])
     if check == "unevaluated_answer":
         return detail_json(final=(extract_answer(response, mode="lenient") or "")[:100])
+    if check == "arithmetic":
+        equations = false_equations(response)
+        return detail_json(equations=[f"{e} (left is {float(e.left_value):g})" for e in equations[:3]])
     if check == "length":
         return detail_json(n_completion_tokens=n_tokens, low=round(low, 1), high=round(high, 1))
     if check == "language":
