@@ -26,7 +26,8 @@ Measured here (AMD EPYC Zen 4, 2 cores; code rows; pool 96 = 8 per template, bud
 30 steps of 8 rows on the top 15 layers, 48 held-out instances; 32 min for the four), accuracy with
 Wilson 95 % intervals and how many of the 12 templates the 24 rows cover:
 random 0.854 [0.728, 0.928] (12), k-means 0.708 [0.568, 0.818] (11), S2L 0.812 [0.681, 0.898] (10),
-GRAPE 0.854 [0.728, 0.928] (12, two per template by construction). The intervals overlap: one seed
+GRAPE 0.854 [0.728, 0.928] (12, two per template by construction). A second run (56 min on a busier
+machine) gave the same figures but k-means 0.667 [0.525, 0.783]. The intervals overlap: one seed
 and 48 items cannot rank them. What the runs show is coverage: the held-out set asks for every
 template, and k-means (clusters of the problem embedding) and S2L (clusters of loss trajectories)
 left one and two templates out. With 3 epochs (9 steps) every method stayed near 0 (random 0.021).
