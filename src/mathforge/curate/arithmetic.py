@@ -78,6 +78,7 @@ _OPERATOR_BEFORE = re.compile(
 _LETTER_AFTER = re.compile(r"[^\W\d]")
 _MARK_AFTER = re.compile(r"\s*(?:\.{2,}|…)?\s*(?:[%^!_]|\\%)")
 _LITERAL = re.compile(r"\d+(?:\.(\d+))?|\.(\d+)")
+_CONTEXT = 40  # characters before and after a chain that can make it part of a longer expression
 _DIVIDED_BY_FRACTION = re.compile(r"/\s*(\d+(?:\.\d+)?\s*/\s*\d+(?:\.\d+)?)")
 
 
@@ -120,7 +121,9 @@ def false_equations(text: str) -> list[FalseEquation]:
     text = plain_arithmetic(text)
     found = []
     for match in _CHAIN.finditer(text):
-        before, after = text[: match.start()], text[match.end() :]
+        # Only the neighbourhood is read: slicing the whole rest of the text per chain is quadratic.
+        before = text[max(0, match.start() - _CONTEXT) : match.start()]
+        after = text[match.end() : match.end() + _CONTEXT]
         chain = match.group().rstrip()
         if _GLUED_BEFORE.search(before) or _OPERATOR_BEFORE.search(before.rstrip()):
             continue
@@ -149,7 +152,7 @@ def _units_agree(chain: str, units: list[str], after: str) -> bool:
         result_unit = _WORD_AFTER.match(after)
         if result_unit is None or _singular(result_unit.group(1)) != _singular(units[-1]):
             return False
-    return not _SUM.search(_WORD.sub("", chain)) or len({_singular(unit) for unit in units}) == 1
+    return not _SUM.search(_UNIT.sub("", chain)) or len({_singular(unit) for unit in units}) == 1
 
 
 def _singular(unit: str) -> str:
